@@ -1,0 +1,70 @@
+# redbutton.deploy: the two commands a new user runs are `make demo` and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := $(CURDIR)/.venv
+BIN := $(VENV)/bin
+# The repo root is the collection root; ansible finds it through this link.
+COLLECTIONS := $(CURDIR)/.build/collections
+LINK := $(COLLECTIONS)/ansible_collections/redbutton/deploy
+export ANSIBLE_COLLECTIONS_PATH := $(COLLECTIONS)
+export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH := false
+export PATH := $(BIN):$(PATH)
+
+.PHONY: demo test venv-demo venv-test link system-deps lint sanity unit build integration molecule bench clean
+
+## demo: roll out, roll back and roll out again a sample app on localhost (no root, no containers)
+demo: venv-demo link
+	$(BIN)/python examples/demo.py
+
+## test: everything: lint, sanity, unit, build, integration, Molecule
+test: system-deps venv-test link lint sanity unit build integration molecule
+	@echo "make test: all stages passed"
+
+venv-demo: $(VENV)/.demo-installed
+venv-test: $(VENV)/.test-installed
+
+$(VENV)/.demo-installed: requirements-demo.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "make demo needs Python 3.11 or newer; run it as: make demo PYTHON=python3.11")'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -r requirements-demo.txt
+	touch $@
+
+$(VENV)/.test-installed: requirements-test.txt $(VENV)/.demo-installed
+	$(BIN)/python -m pip install --quiet -r requirements-test.txt
+	touch $@
+
+link:
+	@mkdir -p $(dir $(LINK))
+	@ln -sfn ../../../.. $(LINK)
+
+## system-deps: Debian packages the tests need (podman, runc, debootstrap, PostgreSQL)
+system-deps:
+	scripts/system-deps.sh
+
+lint: venv-test link
+	$(BIN)/ansible-lint --profile production
+	$(BIN)/antsibull-changelog lint
+
+sanity: venv-test
+	scripts/sanity.sh
+
+unit: venv-test link
+	$(BIN)/python -m pytest tests/unit -q
+
+## build: the collection tarball builds and installs into a temporary path
+build: venv-test
+	scripts/build-install.sh
+
+integration: venv-test link
+	$(BIN)/python -m pytest tests/integration -q
+
+molecule: venv-test link system-deps
+	scripts/molecule.sh
+
+bench: venv-test link
+	$(BIN)/python tests/bench/bench_rollout.py
+
+clean:
+	rm -rf .build tests/output redbutton-deploy-*.tar.gz
