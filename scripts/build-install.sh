@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The collection builds into a tarball that installs, and what a user gets from the
+# installed copy works: every module's documentation renders with ansible-doc, and
+# every playbook parses as `ansible-playbook redbutton.deploy.<name>`.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+venv=${VENV:-$repo/.venv}
+export PATH="$venv/bin:$PATH"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+cd "$repo"
+ansible-galaxy collection build --output-path "$work" --force >/dev/null
+tarball=$(ls "$work"/redbutton-deploy-*.tar.gz)
+echo "built $(basename "$tarball") ($(du -k "$tarball" | cut -f1) KiB)"
+if tar -tzf "$tarball" | grep -E '(^|/)(\.venv|\.build|\.git|tests/output)/' ; then
+  echo "build-install: the tarball carries development files (see build_ignore in galaxy.yml)" >&2
+  exit 1
+fi
+ansible-galaxy collection install "$tarball" -p "$work/installed" >/dev/null
+export ANSIBLE_COLLECTIONS_PATH="$work/installed"
+installed="$work/installed/ansible_collections/redbutton/deploy"
+test -f "$installed/MANIFEST.json"
+
+for module in "$installed"/plugins/modules/*.py; do
+  name=$(basename "$module" .py)
+  out=$(ansible-doc "redbutton.deploy.$name")
+  for section in OPTIONS EXAMPLES "RETURN VALUES"; do
+    if ! grep -q "^$section" <<<"$out"; then
+      echo "build-install: ansible-doc redbutton.deploy.$name has no $section section" >&2
+      exit 1
+    fi
+  done
+  echo "ansible-doc redbutton.deploy.$name: renders ($(wc -l <<<"$out") lines)"
+done
+
+cd "$work"
+for playbook in "$installed"/playbooks/*.yml; do
+  name=$(basename "$playbook" .yml)
+  ansible-playbook -i localhost, "redbutton.deploy.$name" --syntax-check >/dev/null
+  echo "ansible-playbook redbutton.deploy.$name: parses"
+done
