@@ -1,0 +1,146 @@
+# -*- coding: utf-8 -*-
+# Copyright: redbutton.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Controller side of redbutton.deploy.release: checksum a local src, upload only if needed.
+
+With remote_src false and a src on the controller, the content checksum is computed here
+(sha256 of an archive, tree digest of a directory, which is packed into a temporary tar).
+The module is asked once without src: if the host already has that content staged it does
+all the work right away and nothing is transferred. Only otherwise is the artifact copied to
+the remote temporary directory and the module called again to stage it. Check mode never
+transfers anything.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import shutil
+import tarfile
+import tempfile
+
+from ansible.errors import AnsibleActionFail, AnsibleError
+from ansible.module_utils.common.text.converters import to_text
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.redbutton.deploy.plugins.module_utils._archive import (
+    DirectorySource,
+    file_checksum,
+    normalize_checksum,
+    open_source,
+)
+from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
+
+MODULE = 'redbutton.deploy.release'
+
+
+def _reset_owner(info):
+    info.uid = info.gid = 0
+    info.uname = info.gname = ''
+    return info
+
+
+def pack_directory(path, dest_dir):
+    """Pack a directory into a gzip tar (members relative to the directory); return its path."""
+    fd, archive = tempfile.mkstemp(prefix='redbutton-release-', suffix='.tar.gz', dir=dest_dir)
+    os.close(fd)
+    with tarfile.open(archive, 'w:gz', compresslevel=1) as tar:
+        for name in sorted(os.listdir(path)):
+            tar.add(os.path.join(path, name), arcname=name, recursive=True, filter=_reset_owner)
+    return archive
+
+
+class LocalArtifact(object):
+    """The controller-side src: validated, checksummed, packed when it is a directory."""
+
+    def __init__(self, path):
+        self.path = path
+        self.workdir = None
+        self.upload = path
+        self.checksum_of = 'archive'
+        self.checksum = None
+
+    def prepare(self):
+        source = open_source(self.path)
+        source.validate()  # refuse a malicious artifact before anything leaves the controller
+        if isinstance(source, DirectorySource):
+            self.checksum = source.checksum()
+            self.checksum_of = 'tree'
+        else:
+            self.checksum = file_checksum(self.path)
+        return self
+
+    def pack(self):
+        if self.checksum_of == 'tree' and self.upload == self.path:
+            self.workdir = tempfile.mkdtemp(prefix='redbutton-release-')
+            self.upload = pack_directory(self.path, self.workdir)
+        return self.upload
+
+    def cleanup(self):
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False  # only when the host lacks the content; the tmp dir is made then
+
+    def run(self, tmp=None, task_vars=None):
+        if task_vars is None:
+            task_vars = {}
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        args = dict(self._task.args)
+        src = args.get('src')
+        remote_src = boolean(args.get('remote_src', False), strict=False)
+        if not src or remote_src:
+            result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+            return result
+
+        artifact = None
+        try:
+            try:
+                local = self._find_needle('files', os.path.expanduser(src))
+            except AnsibleError as exc:
+                raise AnsibleActionFail('src %s was not found on the controller (%s); give an existing archive or '
+                                        'directory, or remote_src: true for a path on the target host' % (src, to_text(exc)))
+            if os.path.isfile(local):
+                local = self._loader.get_real_file(local, decrypt=True)
+            try:
+                artifact = LocalArtifact(local).prepare()
+                wanted = normalize_checksum(args.get('checksum'))
+            except RedbuttonError as exc:
+                raise AnsibleActionFail(to_text(exc))
+            if wanted and wanted != artifact.checksum:
+                raise AnsibleActionFail(
+                    'checksum mismatch for src %s: expected %s, got %s; nothing was transferred. Check that the '
+                    'artifact is the one you meant, or fix checksum' % (src, wanted, artifact.checksum))
+
+            args.update(checksum=artifact.checksum, _checksum_of=artifact.checksum_of, _source=local, remote_src=True)
+            probe = dict(args, _probe=True)
+            probe.pop('src', None)
+            answer = self._execute_module(module_name=MODULE, module_args=probe, task_vars=task_vars)
+            if answer.get('failed') or not answer.get('needs_src') or self._task.check_mode:
+                answer.pop('needs_src', None)
+                result.update(answer)
+                return result
+
+            if self._connection._shell.tmpdir is None:
+                self._make_tmp_path()
+            upload = artifact.pack()
+            suffix = '.zip' if upload.lower().endswith('.zip') else '.tar'
+            remote = self._connection._shell.join_path(self._connection._shell.tmpdir, 'release-source' + suffix)
+            self._transfer_file(upload, remote)
+            self._fixup_perms2((self._connection._shell.tmpdir, remote))
+            args['src'] = remote
+            result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+            return result
+        except AnsibleActionFail as exc:
+            result.update(failed=True, msg=to_text(exc))
+            return result
+        finally:
+            if artifact is not None:
+                artifact.cleanup()
+            self._remove_tmp_path(self._connection._shell.tmpdir)

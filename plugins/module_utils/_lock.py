@@ -1,0 +1,274 @@
+# -*- coding: utf-8 -*-
+# Copyright: redbutton.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The deploy lock: <root>/.redbutton/lock, who is deploying now.
+
+The lock file is JSON {owner, host, pid, acquired_at, ttl, expires_at}. It is created
+exclusively: a complete temporary file is hard-linked to the lock path, which fails when
+the lock exists (the same exclusivity as O_EXCL, without a moment where another process
+could read a half-written lock). The same owner acquiring again re-enters it and refreshes
+its expiry; another owner waits up to a timeout, then fails naming the holder. A lock past
+its TTL is taken over with a warning. Releasing is idempotent.
+
+Private to the collection.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import datetime
+import errno
+import json
+import os
+import socket
+import tempfile
+import time
+
+from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
+    RedbuttonError,
+    atomic_write_json,
+    read_json,
+    state_dir,
+)
+
+LOCK_FILE = 'lock'
+POLL_INTERVAL = 0.2
+DEFAULT_TTL = 3600
+TIME_FORMAT = '%Y-%m-%dT%H:%M:%SZ'
+
+
+def lock_path(root):
+    return os.path.join(state_dir(root), LOCK_FILE)
+
+
+def format_time(timestamp):
+    return datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).strftime(TIME_FORMAT)
+
+
+def parse_time(text):
+    parsed = datetime.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=datetime.timezone.utc)
+    return (parsed - datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)).total_seconds()
+
+
+def describe_holder(holder):
+    return 'owner %r on host %s (pid %s) since %s, expires %s' % (
+        holder.get('owner'), holder.get('host'), holder.get('pid'), holder.get('acquired_at'), holder.get('expires_at'))
+
+
+class DeployLock(object):
+    """The lock of one root. Clock, sleep, host name and pid are injectable for tests."""
+
+    def __init__(self, root, clock=None, sleep=None, host=None, pid=None, warn=None):
+        self.root = root
+        self.path = lock_path(root)
+        self.clock = clock or time.time
+        self.sleep = sleep or time.sleep
+        self.host = host or socket.gethostname()
+        self.pid = pid or os.getpid()
+        self.warn = warn or (lambda message: None)
+
+    # reading -----------------------------------------------------------------------------
+    def read(self):
+        """The holder record, or None when nobody holds the lock."""
+        holder = read_json(self.path, what='lock file')
+        if holder is not None and (not isinstance(holder, dict) or 'owner' not in holder or 'expires_at' not in holder):
+            raise RedbuttonError(
+                'lock file %s is not a redbutton lock (no owner/expires_at); remove it after checking '
+                'that nobody is deploying, or release it with force: true' % self.path)
+        return holder
+
+    def expired(self, holder, now=None):
+        now = self.clock() if now is None else now
+        try:
+            return parse_time(holder['expires_at']) <= now
+        except (TypeError, ValueError):
+            return True
+
+    def held_by(self, owner):
+        holder = self._read_quietly()
+        return bool(holder and holder.get('owner') == owner and not self.expired(holder))
+
+    def _read_quietly(self):
+        try:
+            return self.read()
+        except RedbuttonError:
+            return None
+
+    def _record(self, owner, ttl, acquired_at=None):
+        now = self.clock()
+        return {
+            'owner': owner,
+            'host': self.host,
+            'pid': self.pid,
+            'acquired_at': acquired_at or format_time(now),
+            'ttl': ttl,
+            'expires_at': format_time(now + ttl),
+        }
+
+    # acquiring ---------------------------------------------------------------------------
+    def acquire(self, owner, ttl=DEFAULT_TTL, timeout=0, force=False, check_mode=False):
+        """Take the lock for owner. Returns (changed, holder after, holder before).
+
+        Re-entering one's own lock refreshes its expiry and is not a change.
+        """
+        if not owner:
+            raise RedbuttonError('lock owner must be a non-empty string naming who deploys (for example the run id)')
+        if ttl is None or ttl <= 0:
+            raise RedbuttonError('lock ttl %r is not valid: give a number of seconds greater than 0' % (ttl,))
+        if timeout is None or timeout < 0:
+            raise RedbuttonError('lock timeout %r is not valid: give 0 or more seconds' % (timeout,))
+        deadline = self.clock() + timeout
+        while True:
+            try:
+                holder = self.read()
+            except RedbuttonError:
+                if not force:
+                    raise
+                holder = {'owner': None, 'expires_at': None}
+            if holder is None:
+                record = self._record(owner, ttl)
+                if check_mode or self._create(record):
+                    return True, record, None
+                continue
+            if holder.get('owner') == owner:
+                record = self._record(owner, ttl, acquired_at=holder.get('acquired_at'))
+                if not check_mode:
+                    atomic_write_json(self.path, record)
+                return False, record, holder
+            if force or self.expired(holder):
+                why = 'force: true' if force else 'its TTL passed'
+                self.warn('taking over the deploy lock %s held by %s (%s)' % (self.path, describe_holder(holder), why))
+                record = self._record(owner, ttl)
+                if check_mode:
+                    return True, record, holder
+                if self._take_over(holder, record):
+                    return True, record, holder
+                continue
+            now = self.clock()
+            if now >= deadline:
+                raise RedbuttonError(
+                    'deploy lock %s is held by %s; waited %s s for it. Wait for that run to finish, or '
+                    'release the lock (redbutton.deploy.lock state=absent force=true) if it is dead'
+                    % (self.path, describe_holder(holder), timeout))
+            self.sleep(min(POLL_INTERVAL, deadline - now))
+
+    def _create(self, record):
+        """Create the lock exclusively from a complete temp file; False if it exists."""
+        directory = os.path.dirname(self.path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, mode=0o755)
+        fd, tmp = tempfile.mkstemp(prefix='.lock.', suffix='.tmp', dir=directory)
+        try:
+            with os.fdopen(fd, 'w') as handle:
+                json.dump(record, handle, indent=2, sort_keys=True)
+                handle.write('\n')
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o644)
+            try:
+                os.link(tmp, self.path)
+            except OSError as exc:
+                if exc.errno == errno.EEXIST:
+                    return False
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise
+                return self._create_excl(record)
+            return True
+        finally:
+            os.unlink(tmp)
+
+    def _create_excl(self, record):
+        """Fallback for file systems without hard links: O_CREAT | O_EXCL."""
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.EEXIST:
+                return False
+            raise
+        with os.fdopen(fd, 'w') as handle:
+            json.dump(record, handle, indent=2, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        return True
+
+    def _take_over(self, stale, record):
+        """Move the stale lock aside, check it is the one we judged stale, create ours."""
+        aside = '%s.stale-%s-%d' % (self.path, self.host, self.pid)
+        try:
+            os.rename(self.path, aside)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                return False  # someone else moved it; look again
+            raise
+        moved = self._read_file(aside)
+        if moved != stale:
+            # A fresh lock replaced the stale one between our read and our rename: put it back.
+            try:
+                os.link(aside, self.path)
+            except OSError:
+                pass
+            os.unlink(aside)
+            return False
+        os.unlink(aside)
+        return self._create(record)
+
+    @staticmethod
+    def _read_file(path):
+        try:
+            with open(path) as handle:
+                return json.load(handle)
+        except (IOError, OSError, ValueError):
+            return None
+
+    # releasing ---------------------------------------------------------------------------
+    def release(self, owner, force=False, check_mode=False):
+        """Release the lock. Returns (changed, holder before). No lock: no change."""
+        try:
+            holder = self.read()
+        except RedbuttonError:
+            if not force:
+                raise
+            holder = {'owner': None}
+        if holder is None:
+            return False, None
+        if holder.get('owner') != owner and not force:
+            raise RedbuttonError(
+                'deploy lock %s is held by %s, not by %r; it was left in place. Release it as its '
+                'owner, or with force: true if that run is dead' % (self.path, describe_holder(holder), owner))
+        if not check_mode:
+            try:
+                os.unlink(self.path)
+            except OSError as exc:
+                if exc.errno != errno.ENOENT:
+                    raise
+        return True, holder
+
+
+class LockRunner(object):
+    """One call of redbutton.deploy.lock."""
+
+    def __init__(self, params, check_mode=False, diff=False, warn=None, lock=None):
+        self.params = params
+        self.check_mode = check_mode
+        self.diff = diff
+        self.warn = warn
+        self.lock = lock
+
+    def run(self):
+        p = self.params
+        lock = self.lock or DeployLock(p['root'], warn=self.warn)
+        owner = p.get('owner')
+        if p.get('state', 'present') == 'present':
+            changed, holder, before = lock.acquire(
+                owner, ttl=p.get('ttl', DEFAULT_TTL), timeout=p.get('timeout') or 0,
+                force=p.get('force', False), check_mode=self.check_mode)
+        else:
+            if not owner and not p.get('force'):
+                raise RedbuttonError('owner is required to release the lock (or force: true to release whoever holds it)')
+            changed, before = lock.release(owner, force=p.get('force', False), check_mode=self.check_mode)
+            holder = None
+        result = {'changed': changed, 'holder': holder, 'previous_holder': before}
+        if self.diff:
+            result['diff'] = {'before': {'holder': before}, 'after': {'holder': holder}}
+        return result

@@ -1,0 +1,548 @@
+# -*- coding: utf-8 -*-
+# Copyright: redbutton.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The release engine behind redbutton.deploy.release and release_info.
+
+ReleaseManager does one call's work, in this order: validate the input, read the ledger
+and the current symlink, resolve the release id, take the lock, stage, activate or remove,
+record status and metadata, prune, release the lock. Check mode computes the same answer on
+an in-memory copy of the ledger and touches nothing. The ledger is saved after every step
+that changed the file system, so the ledger and the disk never disagree for long.
+
+Private to the collection.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import shutil
+import tempfile
+import uuid
+
+from ansible_collections.redbutton.deploy.plugins.module_utils._archive import (
+    DirectorySource,
+    normalize_checksum,
+    open_source,
+    release_id_from_checksum,
+    tree_checksum,
+)
+from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
+    RedbuttonError,
+    _fsync_dir,
+    validate_release_id,
+)
+from ansible_collections.redbutton.deploy.plugins.module_utils._ledger import (
+    MARKABLE_STATUSES,
+    Ledger,
+)
+from ansible_collections.redbutton.deploy.plugins.module_utils._lock import DEFAULT_TTL, DeployLock
+
+RELEASES_DIR = 'releases'
+SHARED_DIR = 'shared'
+CURRENT_LINK = 'current'
+STAGING_PREFIX = '.staging-'
+TRASH_PREFIX = '.trash-'
+
+RELEASE_ARGUMENT_SPEC = dict(
+    release=dict(type='str'),
+    src=dict(type='str'),
+    remote_src=dict(type='bool', default=False),
+    checksum=dict(type='str'),
+    shared_paths=dict(type='list', elements='str', default=[]),
+    state=dict(type='str', choices=['staged', 'active', 'absent']),
+    keep=dict(type='int'),
+    force=dict(type='bool', default=False),
+    status=dict(type='str', choices=list(MARKABLE_STATUSES)),
+    previous_status=dict(type='str', choices=list(MARKABLE_STATUSES)),
+    reason=dict(type='str'),
+    actor=dict(type='str'),
+    metadata=dict(type='dict'),
+    lock_owner=dict(type='str'),
+    lock_timeout=dict(type='float', default=0),
+    lock_ttl=dict(type='int', default=DEFAULT_TTL),
+    unlock=dict(type='bool', default=False),
+    unlock_if_current=dict(type='bool', default=False),
+    # Hidden, set by the action plugin: ask before uploading, and what the checksum covers.
+    _probe=dict(type='bool', default=False),
+    _checksum_of=dict(type='str', choices=['archive', 'tree'], default='archive'),
+    _source=dict(type='str'),
+)
+
+
+def releases_dir(root):
+    return os.path.join(root, RELEASES_DIR)
+
+
+def release_path(root, release_id):
+    return os.path.join(root, RELEASES_DIR, release_id)
+
+
+def shared_path_parts(path):
+    """Validate a shared path: relative, no '..', not empty. Returns its parts."""
+    if not isinstance(path, str) or not path.strip():
+        raise RedbuttonError('shared_paths entry %r is empty; give a path relative to the release, for example "data"' % (path,))
+    if path.startswith('/'):
+        raise RedbuttonError('shared_paths entry %r is absolute; give a path relative to the release, for example "data"' % path)
+    parts = [part for part in path.split('/') if part not in ('', '.')]
+    if not parts or '..' in parts:
+        raise RedbuttonError("shared_paths entry %r must name a path inside the release (no '..')" % path)
+    return parts
+
+
+def read_current(root):
+    """The release id <root>/current points to, or None. Errors if current is not a symlink."""
+    link = os.path.join(root, CURRENT_LINK)
+    if not os.path.lexists(link):
+        return None
+    if not os.path.islink(link):
+        raise RedbuttonError(
+            '%s exists and is not a symlink; redbutton.deploy switches releases by replacing that '
+            'symlink. Move it aside (for example into releases/<id>) and run again' % link)
+    target = os.readlink(link)
+    if os.path.isabs(target):
+        parent = os.path.normpath(os.path.dirname(target))
+        if parent != os.path.normpath(releases_dir(root)):
+            return None
+        return os.path.basename(target)
+    norm = os.path.normpath(target)
+    head, tail = os.path.split(norm)
+    return tail if head == RELEASES_DIR else None
+
+
+def remove_tree(root, path, release_id):
+    """Remove a release directory: rename it aside first so it disappears atomically."""
+    aside = os.path.join(releases_dir(root), '%s%s-%s' % (TRASH_PREFIX, release_id, uuid.uuid4().hex[:8]))
+    os.rename(path, aside)
+    shutil.rmtree(aside)
+
+
+def release_view(root, ledger, current):
+    """The list of releases users see, oldest first."""
+    result = []
+    for entry in ledger.ordered():
+        item = dict(entry)
+        item['path'] = release_path(root, entry['id'])
+        item['present'] = os.path.isdir(item['path'])
+        item['current'] = entry['id'] == current
+        result.append(item)
+    return result
+
+
+class ReleaseManager(object):
+    """One call of redbutton.deploy.release. Build it, then call run()."""
+
+    def __init__(self, params, check_mode=False, diff=False, warn=None):
+        self.params = params
+        self.check_mode = check_mode
+        self.diff = diff
+        self.warn = warn or (lambda message: None)
+        self.root = params['root']
+        self.ledger = None
+        self.lock = None
+        self.changed = False
+        self.created = False
+        self.would_exist = set()
+        self.would_vanish = set()
+        self.current = None
+        self.source = None
+        self.content_checksum = None
+        self.pruned = []
+        self.locked = False
+        self.checksum_given = None
+
+    # helpers -----------------------------------------------------------------------------
+    def present(self, release_id):
+        if release_id in self.would_vanish:
+            return False
+        return release_id in self.would_exist or os.path.isdir(release_path(self.root, release_id))
+
+    def _save(self):
+        if not self.check_mode and self.ledger.dirty:
+            self.ledger.save()
+
+    def _actor(self):
+        return self.params.get('actor')
+
+    def _reason(self):
+        return self.params.get('reason')
+
+    # input -------------------------------------------------------------------------------
+    def _validate_params(self):
+        p = self.params
+        if p.get('release') not in (None, 'previous'):
+            validate_release_id(p['release'])
+        for path in p.get('shared_paths') or []:
+            shared_path_parts(path)
+        if p.get('keep') is not None and p['keep'] < 0:
+            raise RedbuttonError('keep %r is not valid: give the number of releases to keep (0 or more)' % p['keep'])
+        if (p.get('unlock') or p.get('unlock_if_current')) and not p.get('lock_owner'):
+            raise RedbuttonError('unlock and unlock_if_current need lock_owner: name the owner whose lock to release')
+        self.checksum_given = normalize_checksum(p.get('checksum'))
+        if p.get('src'):
+            self.source = open_source(p['src'])
+
+    def _state(self):
+        state = self.params.get('state')
+        if state is None and self.params.get('src'):
+            state = 'staged'
+        return state
+
+    def _compute_content_checksum(self):
+        """The content checksum of src (verified against checksum when given), or the given one."""
+        if self.source is None:
+            return self.checksum_given
+        if isinstance(self.source, DirectorySource):
+            actual = self.source.checksum()
+        elif self.params.get('_checksum_of') == 'tree':
+            return self.checksum_given  # verified against the extracted tree while staging
+        else:
+            actual = self.source.checksum()
+        if self.checksum_given and actual != self.checksum_given:
+            raise RedbuttonError(
+                'checksum mismatch for src %s: expected %s, got %s; nothing was extracted. Check that the '
+                'artifact is the one you meant, or fix checksum' % (self.params['src'], self.checksum_given, actual))
+        return actual
+
+    def _resolve_id(self, state):
+        requested = self.params.get('release')
+        if requested == 'previous':
+            target = self.ledger.previous(self.current, present=self.present)
+            if target is None:
+                raise RedbuttonError(
+                    'release: previous has no target in %s: no release other than the current one (%s) was '
+                    'active before and is not failed or rolled_back. Releases: %s'
+                    % (self.root, self.current, self.ledger.describe()))
+            return target
+        if requested:
+            return requested
+        if self.content_checksum:
+            return release_id_from_checksum(self.content_checksum)
+        if state is not None or self.params.get('status') or self.params.get('metadata'):
+            raise RedbuttonError('release is required: give a release id, "previous", or src to derive the id from its checksum')
+        return None
+
+    # the call ----------------------------------------------------------------------------
+    def run(self):
+        self._validate_params()
+        self.ledger = Ledger(self.root).load()
+        self.current = read_current(self.root)
+        current_before = self.current
+        before = {'current': current_before, 'releases': self.ledger.summary()}
+        if self.ledger.current != self.current:
+            self.ledger.sync_current(self.current)
+        state = self._state()
+        self.content_checksum = self._compute_content_checksum()
+        release_id = self._resolve_id(state)
+        entry = self.ledger.get(release_id) if release_id else None
+        up_to_date = bool(
+            release_id and entry and current_before == release_id and entry.get('status') == 'ok'
+            and (self.content_checksum is None or self.content_checksum == entry.get('checksum')))
+
+        if state in ('staged', 'active') and self._needs_staging(release_id) and self.source is None:
+            if self.params.get('_probe') and not self.check_mode:
+                return {'changed': False, 'needs_src': True, 'release': release_id, 'checksum': self.content_checksum,
+                        'current': current_before, 'current_before': current_before}
+            if not self.check_mode or not self.content_checksum:
+                raise RedbuttonError(
+                    'release %s is not staged in %s and no src was given: give src (an archive or directory) to '
+                    'stage it' % (release_id, releases_dir(self.root)))
+
+        self._acquire_lock()
+        try:
+            self._act(state, release_id)
+            self._save()
+            self._release_lock(up_to_date)
+        except Exception:
+            if self.params.get('unlock') and self.lock is not None and not self.check_mode:
+                try:
+                    self.lock.release(self.params['lock_owner'])
+                except RedbuttonError:
+                    pass
+            raise
+        if self.ledger.modified:
+            self.changed = True
+        return self._result(release_id, current_before, up_to_date, before)
+
+    def _act(self, state, release_id):
+        if state in ('staged', 'active'):
+            self._stage(release_id)
+        if state == 'active':
+            self._activate(release_id)
+        elif state == 'absent':
+            self._absent(release_id)
+        if self.params.get('status'):
+            if self.ledger.get(release_id) is None:
+                raise RedbuttonError(
+                    'cannot mark release %s %s: it is not in the ledger of %s. Releases: %s'
+                    % (release_id, self.params['status'], self.root, self.ledger.describe()))
+            self.ledger.set_status(release_id, self.params['status'], actor=self._actor(), reason=self._reason())
+        if self.params.get('metadata'):
+            if self.ledger.get(release_id) is None:
+                raise RedbuttonError('cannot attach metadata to release %s: it is not in the ledger of %s' % (release_id, self.root))
+            self.ledger.merge_metadata(release_id, self.params['metadata'])
+        if self.params.get('keep') is not None:
+            self._save()
+            self._prune(self.params['keep'], release_id)
+
+    # staging -----------------------------------------------------------------------------
+    def _needs_staging(self, release_id):
+        entry = self.ledger.get(release_id)
+        present = self.present(release_id)
+        if entry and present:
+            return self.content_checksum is not None and self.content_checksum != entry.get('checksum')
+        return True
+
+    def _stage(self, release_id):
+        entry = self.ledger.get(release_id)
+        present = self.present(release_id)
+        known = entry.get('checksum') if entry else None
+        if entry and self.content_checksum and known != self.content_checksum:
+            if not self.params.get('force'):
+                raise RedbuttonError(
+                    'release %s is already staged with content %s, but src has content %s. Releases are '
+                    'immutable: use a new release id, or force: true to replace it' % (release_id, known, self.content_checksum))
+            if release_id == self.current:
+                raise RedbuttonError(
+                    'refusing to replace release %s with different content while it is current, even with force: '
+                    'activate another release first' % release_id)
+        elif entry and present:
+            return False
+        elif present and not entry:
+            if not self.params.get('force'):
+                raise RedbuttonError(
+                    '%s exists but the ledger does not know it, so its content cannot be checked: move it aside, '
+                    'or use force: true to replace it' % release_path(self.root, release_id))
+            if release_id == self.current:
+                raise RedbuttonError('refusing to replace release %s while it is current: activate another release first' % release_id)
+        if self.check_mode:
+            if self.source is not None:
+                self.source.validate()
+            checksum = self.content_checksum
+        else:
+            checksum = self._extract(release_id, present)
+        source = self.params.get('_source') or self.params.get('src')
+        self.ledger.add(release_id, checksum, source, actor=self._actor(), reason=self._reason())
+        self.would_exist.add(release_id)
+        self.created = True
+        self.changed = True
+        self._save()
+        return True
+
+    def _extract(self, release_id, replace):
+        base = releases_dir(self.root)
+        if not os.path.isdir(base):
+            os.makedirs(base, mode=0o755)
+        final = release_path(self.root, release_id)
+        staging = tempfile.mkdtemp(prefix='%s%s-' % (STAGING_PREFIX, release_id), dir=base)
+        try:
+            self.source.extract(staging)
+            checksum = self.content_checksum
+            if self.params.get('_checksum_of') == 'tree' and not isinstance(self.source, DirectorySource):
+                checksum = tree_checksum(staging)
+                if self.checksum_given and checksum != self.checksum_given:
+                    raise RedbuttonError(
+                        'checksum mismatch for src %s: expected tree %s, got %s; nothing was staged'
+                        % (self.params.get('_source') or self.params['src'], self.checksum_given, checksum))
+            self._link_shared(staging, release_id)
+            os.chmod(staging, 0o755)
+            if replace:
+                aside = os.path.join(base, '%s%s-%s' % (TRASH_PREFIX, release_id, uuid.uuid4().hex[:8]))
+                os.rename(final, aside)
+                try:
+                    os.rename(staging, final)
+                except OSError:
+                    os.rename(aside, final)
+                    raise
+                shutil.rmtree(aside, ignore_errors=True)
+            else:
+                os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _fsync_dir(base)
+        return checksum
+
+    def _link_shared(self, staging, release_id):
+        """Replace each shared path of the release with a relative link into <root>/shared."""
+        for path in self.params.get('shared_paths') or []:
+            parts = shared_path_parts(path)
+            for depth in range(1, len(parts)):
+                prefix = os.path.join(staging, *parts[:depth])
+                if os.path.islink(prefix) or (os.path.lexists(prefix) and not os.path.isdir(prefix)):
+                    raise RedbuttonError(
+                        'shared path %r cannot be linked: %s in the release is not a plain directory'
+                        % (path, '/'.join(parts[:depth])))
+            shared = os.path.join(self.root, SHARED_DIR, *parts)
+            inside = os.path.join(staging, *parts)
+            if not os.path.lexists(shared):
+                if not os.path.isdir(os.path.dirname(shared)):
+                    os.makedirs(os.path.dirname(shared), mode=0o755)
+                if os.path.lexists(inside) and not os.path.islink(inside):
+                    shutil.move(inside, shared)  # seed shared/ from the artifact, once
+                else:
+                    os.makedirs(shared, mode=0o755)
+            if os.path.lexists(inside):
+                if os.path.isdir(inside) and not os.path.islink(inside):
+                    shutil.rmtree(inside)
+                else:
+                    os.unlink(inside)
+            parent = os.path.dirname(inside)
+            if not os.path.isdir(parent):
+                os.makedirs(parent, mode=0o755)
+            final_parent = os.path.join(release_path(self.root, release_id), *parts[:-1])
+            os.symlink(os.path.relpath(shared, final_parent), inside)
+
+    # switching ---------------------------------------------------------------------------
+    def _activate(self, release_id):
+        entry = self.ledger.get(release_id)
+        if entry is None or not self.present(release_id):
+            raise RedbuttonError(
+                'release %s is not staged in %s: stage it first (state: staged with src). Releases: %s'
+                % (release_id, releases_dir(self.root), self.ledger.describe()))
+        if self.current == release_id:
+            return False
+        if entry.get('status') == 'failed' and not self.params.get('force'):
+            raise RedbuttonError(
+                'release %s is marked failed; refusing to activate it. Stage a fixed release under a new id, '
+                'or use force: true if you are sure' % release_id)
+        old = self.current
+        if not self.check_mode:
+            self._switch(release_id)
+        self.ledger.activate(release_id, old, actor=self._actor(), reason=self._reason())
+        if old and self.params.get('previous_status') and self.ledger.get(old) is not None:
+            self.ledger.set_status(old, self.params['previous_status'], actor=self._actor(), reason=self._reason())
+        self.current = release_id
+        self.changed = True
+        self._save()
+        return True
+
+    def _switch(self, release_id):
+        link = os.path.join(self.root, CURRENT_LINK)
+        tmp = os.path.join(self.root, '%s.tmp-%s' % (CURRENT_LINK, uuid.uuid4().hex[:12]))
+        os.symlink(os.path.join(RELEASES_DIR, release_id), tmp)
+        try:
+            os.replace(tmp, link)
+        except OSError as exc:
+            os.unlink(tmp)
+            raise RedbuttonError('switching %s to %s failed: %s' % (link, release_id, exc))
+        _fsync_dir(self.root)
+
+    # removing ----------------------------------------------------------------------------
+    def _protected(self, release_id):
+        if release_id == self.current:
+            return 'it is the current release'
+        if release_id == self.ledger.previous(self.current, present=self.present):
+            return 'it is the rollback target (previous)'
+        return None
+
+    def _absent(self, release_id):
+        why = self._protected(release_id)
+        if why:
+            raise RedbuttonError('refusing to remove release %s: %s. Activate another release first' % (release_id, why))
+        entry = self.ledger.get(release_id)
+        present = self.present(release_id)
+        if entry is None and not present:
+            return False
+        self._remove(release_id, present)
+        return True
+
+    def _remove(self, release_id, present):
+        if present and not self.check_mode:
+            remove_tree(self.root, release_path(self.root, release_id), release_id)
+        self.would_vanish.add(release_id)
+        self.would_exist.discard(release_id)
+        self.ledger.remove(release_id, actor=self._actor(), reason=self._reason())
+        self.changed = True
+        self._save()
+
+    def _prune(self, keep, release_id):
+        """Keep the `keep` most recent releases; never current, previous or this call's release."""
+        protect = set([self.current, self.ledger.previous(self.current, present=self.present), release_id])
+        entries = [entry for entry in self.ledger.ordered() if self.present(entry['id'])]
+        entries.sort(key=lambda entry: max(entry.get('activated_seq') or 0, entry.get('staged_seq') or 0), reverse=True)
+        for entry in entries[keep:]:
+            if entry['id'] in protect:
+                continue
+            self._remove(entry['id'], True)
+            self.pruned.append(entry['id'])
+
+    # locking -----------------------------------------------------------------------------
+    def _acquire_lock(self):
+        owner = self.params.get('lock_owner')
+        if not owner:
+            return
+        self.lock = DeployLock(self.root, warn=self.warn)
+        changed, dummy, dummy = self.lock.acquire(
+            owner, ttl=self.params.get('lock_ttl') or DEFAULT_TTL, timeout=self.params.get('lock_timeout') or 0,
+            check_mode=self.check_mode)
+        self.locked = True
+        self.changed = self.changed or changed
+
+    def _release_lock(self, up_to_date):
+        self.locked = bool(self.lock)
+        if self.lock is None:
+            return
+        if self.params.get('unlock') or (self.params.get('unlock_if_current') and up_to_date):
+            changed, dummy = self.lock.release(self.params['lock_owner'], check_mode=self.check_mode)
+            self.changed = self.changed or changed
+            self.locked = False
+
+    # answer ------------------------------------------------------------------------------
+    def _result(self, release_id, current_before, up_to_date, before):
+        entry = self.ledger.get(release_id) if release_id else None
+        result = {
+            'changed': self.changed,
+            'release': release_id,
+            'path': release_path(self.root, release_id) if release_id else None,
+            'current': self.current,
+            'current_before': current_before,
+            'previous': self.ledger.previous(self.current, present=self.present),
+            'status': entry.get('status') if entry else None,
+            'checksum': entry.get('checksum') if entry else self.content_checksum,
+            'created': self.created,
+            'up_to_date': up_to_date,
+            'locked': self.locked,
+            'pruned': self.pruned,
+            'releases': release_view(self.root, self.ledger, self.current),
+        }
+        if self.check_mode:
+            for item in result['releases']:
+                item['present'] = self.present(item['id'])
+        if self.diff:
+            result['diff'] = {
+                'before': before,
+                'after': {'current': self.current, 'releases': self.ledger.summary()},
+            }
+        return result
+
+
+class ReleaseInfo(object):
+    """What redbutton.deploy.release_info reports; a root without a ledger gives empty values."""
+
+    def __init__(self, root, events=20):
+        self.root = root
+        self.events = events
+
+    def run(self):
+        if self.events is not None and self.events < 0:
+            raise RedbuttonError('events %r is not valid: give the number of recent events to return (0 or more)' % self.events)
+        ledger = Ledger(self.root).load()
+        current = read_current(self.root) if os.path.isdir(self.root) else None
+
+        def present(release_id):
+            return os.path.isdir(release_path(self.root, release_id))
+
+        events = ledger.data['events']
+        lock = DeployLock(self.root).read() if os.path.isdir(self.root) else None
+        return {
+            'changed': False,
+            'exists': ledger.exists,
+            'current': current,
+            'previous': ledger.previous(current, present=present),
+            'releases': release_view(self.root, ledger, current),
+            'events': events[-self.events:] if self.events else [],
+            'last_switch': ledger.data.get('last_switch'),
+            'lock': lock,
+        }
