@@ -68,42 +68,34 @@ def release_id_from_checksum(checksum):
     return 'sha256-' + checksum.split(':', 1)[1][:12]
 
 
-def tree_checksum(path, exclude=None):
+def tree_checksum(path):
     """Digest of a directory tree: what it contains, not when or by whom it was written.
 
     Sorted relative paths, each with its type; regular files with the owner execute bit and
     the sha256 of their content; symlinks with their target. Directory modes, owners and
     times do not count, so the same tree packed, uploaded and extracted elsewhere has the
-    same digest. Paths in ``exclude`` (relative, '/'-separated) are left out with their
-    subtrees.
+    same digest.
     """
-    exclude = set(exclude or ())
-    lines = []
+    entries = []
     for dirpath, dirnames, filenames in os.walk(path):
         rel_dir = os.path.relpath(dirpath, path)
         rel_dir = '' if rel_dir == '.' else rel_dir.replace(os.sep, '/')
-        dirnames.sort()
-        kept = []
-        for name in dirnames + sorted(filenames):
+        for name in dirnames + filenames:
             rel = rel_dir + '/' + name if rel_dir else name
-            if rel in exclude:
-                continue
             full = os.path.join(dirpath, name)
             info = os.lstat(full)
             if stat.S_ISLNK(info.st_mode):
-                lines.append('l %s %s' % (rel, os.readlink(full)))
+                entries.append((rel, 'l', os.readlink(full)))
             elif stat.S_ISDIR(info.st_mode):
-                lines.append('d %s' % rel)
-                kept.append(name)
+                entries.append((rel, 'd', ''))
             elif stat.S_ISREG(info.st_mode):
                 flag = 'x' if info.st_mode & stat.S_IXUSR else '-'
-                lines.append('f %s %s %s' % (rel, flag, file_checksum(full)[7:]))
+                entries.append((rel, 'f', flag + file_checksum(full)[7:]))
             else:
-                lines.append('o %s %o' % (rel, stat.S_IFMT(info.st_mode)))
-        dirnames[:] = [d for d in dirnames if d in kept]
+                entries.append((rel, 'o', '%o' % stat.S_IFMT(info.st_mode)))
     digest = hashlib.sha256()
-    for line in sorted(lines, key=lambda item: item.split(' ', 2)[1]):
-        digest.update(line.encode('utf-8', 'surrogateescape') + b'\n')
+    for rel, kind, extra in sorted(entries):
+        digest.update(('%s\0%s\0%s\n' % (kind, rel, extra)).encode('utf-8', 'surrogateescape'))
     return 'sha256:' + digest.hexdigest()
 
 

@@ -224,9 +224,10 @@ class Ledger(object):
         """Make the ledger agree with the current symlink (the symlink is the truth)."""
         self.data['current'] = current
 
-    def remove(self, release_id, actor=None, reason=None):
-        if self.releases.pop(release_id, None) is not None:
-            self.event('removed', release_id, actor=actor, reason=reason)
+    def remove(self, release_id, actor=None, reason=None, event='removed'):
+        entry = self.releases.pop(release_id, None)
+        if entry is not None:
+            self.event(event, release_id, actor=actor, reason=reason, status=entry.get('status'))
 
     def snapshot(self):
         return copy.deepcopy(self.data)

@@ -28,7 +28,6 @@ import time
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
     RedbuttonError,
     atomic_write_json,
-    read_json,
     state_dir,
 )
 
@@ -67,15 +66,28 @@ class DeployLock(object):
         self.host = host or socket.gethostname()
         self.pid = pid or os.getpid()
         self.warn = warn or (lambda message: None)
+        self._last_raw = None
 
     # reading -----------------------------------------------------------------------------
     def read(self):
         """The holder record, or None when nobody holds the lock."""
-        holder = read_json(self.path, what='lock file')
-        if holder is not None and (not isinstance(holder, dict) or 'owner' not in holder or 'expires_at' not in holder):
+        try:
+            with open(self.path, 'rb') as handle:
+                raw = handle.read()
+        except (IOError, OSError) as exc:
+            if exc.errno == errno.ENOENT:
+                self._last_raw = None
+                return None
+            raise RedbuttonError('cannot read lock file %s: %s' % (self.path, exc))
+        self._last_raw = raw
+        try:
+            holder = json.loads(raw.decode('utf-8'))
+        except ValueError:
+            holder = None
+        if not isinstance(holder, dict) or 'owner' not in holder or 'expires_at' not in holder:
             raise RedbuttonError(
-                'lock file %s is not a redbutton lock (no owner/expires_at); remove it after checking '
-                'that nobody is deploying, or release it with force: true' % self.path)
+                'lock file %s is not a redbutton lock (unreadable, or no owner/expires_at); remove it after '
+                'checking that nobody is deploying, or take or release it with force: true' % self.path)
         return holder
 
     def expired(self, holder, now=None):
@@ -142,7 +154,7 @@ class DeployLock(object):
                 record = self._record(owner, ttl)
                 if check_mode:
                     return True, record, holder
-                if self._take_over(holder, record):
+                if self._take_over(self._last_raw, record):
                     return True, record, holder
                 continue
             now = self.clock()
@@ -192,7 +204,7 @@ class DeployLock(object):
             os.fsync(handle.fileno())
         return True
 
-    def _take_over(self, stale, record):
+    def _take_over(self, stale_raw, record):
         """Move the stale lock aside, check it is the one we judged stale, create ours."""
         aside = '%s.stale-%s-%d' % (self.path, self.host, self.pid)
         try:
@@ -201,8 +213,9 @@ class DeployLock(object):
             if exc.errno == errno.ENOENT:
                 return False  # someone else moved it; look again
             raise
-        moved = self._read_file(aside)
-        if moved != stale:
+        with open(aside, 'rb') as handle:
+            moved = handle.read()
+        if moved != stale_raw:
             # A fresh lock replaced the stale one between our read and our rename: put it back.
             try:
                 os.link(aside, self.path)
@@ -212,14 +225,6 @@ class DeployLock(object):
             return False
         os.unlink(aside)
         return self._create(record)
-
-    @staticmethod
-    def _read_file(path):
-        try:
-            with open(path) as handle:
-                return json.load(handle)
-        except (IOError, OSError, ValueError):
-            return None
 
     # releasing ---------------------------------------------------------------------------
     def release(self, owner, force=False, check_mode=False):
@@ -256,6 +261,12 @@ class LockRunner(object):
         self.lock = lock
 
     def run(self):
+        try:
+            return self._run()
+        except (IOError, OSError) as exc:
+            raise RedbuttonError('deploy lock under %s: %s' % (self.params['root'], exc))
+
+    def _run(self):
         p = self.params
         lock = self.lock or DeployLock(p['root'], warn=self.warn)
         owner = p.get('owner')

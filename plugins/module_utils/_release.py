@@ -225,6 +225,12 @@ class ReleaseManager(object):
 
     # the call ----------------------------------------------------------------------------
     def run(self):
+        try:
+            return self._run()
+        except (IOError, OSError) as exc:
+            raise RedbuttonError('release operation in %s failed: %s; the ledger records only completed steps' % (self.root, exc))
+
+    def _run(self):
         self._validate_params()
         self.ledger = Ledger(self.root).load()
         self.current = read_current(self.root)
@@ -448,12 +454,12 @@ class ReleaseManager(object):
         self._remove(release_id, present)
         return True
 
-    def _remove(self, release_id, present):
+    def _remove(self, release_id, present, event='removed'):
         if present and not self.check_mode:
             remove_tree(self.root, release_path(self.root, release_id), release_id)
         self.would_vanish.add(release_id)
         self.would_exist.discard(release_id)
-        self.ledger.remove(release_id, actor=self._actor(), reason=self._reason())
+        self.ledger.remove(release_id, actor=self._actor(), reason=self._reason(), event=event)
         self.changed = True
         self._save()
 
@@ -465,7 +471,7 @@ class ReleaseManager(object):
         for entry in entries[keep:]:
             if entry['id'] in protect:
                 continue
-            self._remove(entry['id'], True)
+            self._remove(entry['id'], True, event='pruned')
             self.pruned.append(entry['id'])
 
     # locking -----------------------------------------------------------------------------
@@ -526,6 +532,12 @@ class ReleaseInfo(object):
         self.events = events
 
     def run(self):
+        try:
+            return self._run()
+        except (IOError, OSError) as exc:
+            raise RedbuttonError('cannot read the release state of %s: %s' % (self.root, exc))
+
+    def _run(self):
         if self.events is not None and self.events < 0:
             raise RedbuttonError('events %r is not valid: give the number of recent events to return (0 or more)' % self.events)
         ledger = Ledger(self.root).load()
