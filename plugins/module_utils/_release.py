@@ -246,7 +246,7 @@ class ReleaseManager(object):
             release_id and entry and current_before == release_id and entry.get('status') == 'ok'
             and (self.content_checksum is None or self.content_checksum == entry.get('checksum')))
 
-        if state in ('staged', 'active') and self._needs_staging(release_id) and self.source is None:
+        if state in ('staged', 'active') and self.source is None and self._staging_plan(release_id) != 'noop':
             if self.params.get('_probe') and not self.check_mode:
                 return {'changed': False, 'needs_src': True, 'release': release_id, 'checksum': self.content_checksum,
                         'current': current_before, 'current_before': current_before}
@@ -293,14 +293,9 @@ class ReleaseManager(object):
             self._prune(self.params['keep'], release_id)
 
     # staging -----------------------------------------------------------------------------
-    def _needs_staging(self, release_id):
-        entry = self.ledger.get(release_id)
-        present = self.present(release_id)
-        if entry and present:
-            return self.content_checksum is not None and self.content_checksum != entry.get('checksum')
-        return True
-
-    def _stage(self, release_id):
+    def _staging_plan(self, release_id):
+        """'noop' (identical content staged), 'new' or 'replace'; refusals raise here, before
+        anything is uploaded or written."""
         entry = self.ledger.get(release_id)
         present = self.present(release_id)
         known = entry.get('checksum') if entry else None
@@ -313,15 +308,24 @@ class ReleaseManager(object):
                 raise RedbuttonError(
                     'refusing to replace release %s with different content while it is current, even with force: '
                     'activate another release first' % release_id)
-        elif entry and present:
-            return False
-        elif present and not entry:
+            return 'replace' if present else 'new'
+        if entry and present:
+            return 'noop'
+        if present:
             if not self.params.get('force'):
                 raise RedbuttonError(
                     '%s exists but the ledger does not know it, so its content cannot be checked: move it aside, '
                     'or use force: true to replace it' % release_path(self.root, release_id))
             if release_id == self.current:
                 raise RedbuttonError('refusing to replace release %s while it is current: activate another release first' % release_id)
+            return 'replace'
+        return 'new'
+
+    def _stage(self, release_id):
+        plan = self._staging_plan(release_id)
+        if plan == 'noop':
+            return False
+        present = plan == 'replace'
         if self.check_mode:
             if self.source is not None:
                 self.source.validate()
