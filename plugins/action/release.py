@@ -119,6 +119,8 @@ class ActionModule(ActionBase):
                     'artifact is the one you meant, or fix checksum' % (src, wanted, artifact.checksum))
 
             args.update(checksum=artifact.checksum, _checksum_of=artifact.checksum_of, _source=local, remote_src=True)
+            if not args.get('state'):
+                args['state'] = 'staged'  # the module's default with src; the probe carries no src
             probe = dict(args, _probe=True)
             probe.pop('src', None)
             answer = self._execute_module(module_name=MODULE, module_args=probe, task_vars=task_vars)

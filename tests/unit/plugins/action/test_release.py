@@ -1,0 +1,193 @@
+# -*- coding: utf-8 -*-
+# Copyright: redbutton.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The release action plugin: checksum on the controller, upload only when the host lacks
+the content, check mode never uploads, local directories are packed, temp files cleaned.
+
+The "remote host" is the real release engine run in-process on a temporary root, so the
+tests assert what ends up staged, not only which calls were made."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import shutil
+import tempfile
+from unittest import mock
+
+import pytest
+
+from ansible.errors import AnsibleError
+
+from ansible_collections.redbutton.deploy.plugins.action.release import ActionModule
+from ansible_collections.redbutton.deploy.plugins.module_utils._archive import file_checksum, tree_checksum
+from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
+from ansible_collections.redbutton.deploy.plugins.module_utils._release import RELEASE_ARGUMENT_SPEC, ReleaseManager
+
+from ..module_utils.test_archive import make_tar, make_tree
+
+
+class FakeHost(object):
+    """Stands in for the connection: a remote tmp dir, transfers, and module runs."""
+
+    def __init__(self, base):
+        self.base = base
+        self.calls = []
+        self.transfers = []
+        self.removed = []
+        self.tmpdirs = []
+
+    def execute_module(self, action, module_name=None, module_args=None, task_vars=None, **kwargs):
+        self.calls.append(dict(module_args))
+        params = dict((name, spec.get('default')) for name, spec in RELEASE_ARGUMENT_SPEC.items())
+        params['shared_paths'] = []
+        params.update(module_args)
+        try:
+            return ReleaseManager(params, check_mode=action._task.check_mode).run()
+        except RedbuttonError as exc:
+            return {'failed': True, 'msg': str(exc)}
+
+    def make_tmp(self, action):
+        path = tempfile.mkdtemp(dir=self.base)
+        self.tmpdirs.append(path)
+        action._connection._shell.tmpdir = path
+        return path
+
+    def transfer(self, local, remote):
+        self.transfers.append(local)
+        shutil.copyfile(local, remote)
+        return remote
+
+    def remove_tmp(self, path):
+        self.removed.append(path)
+        if path:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def make_action(host, args, check_mode=False):
+    task = mock.MagicMock()
+    task.args = args
+    task.check_mode = check_mode
+    task.async_val = 0
+    connection = mock.MagicMock()
+    connection._shell.tmpdir = None
+    connection._shell.join_path = os.path.join
+    loader = mock.MagicMock()
+    loader.get_real_file.side_effect = lambda path, decrypt=True: path
+    action = ActionModule(task, connection, mock.MagicMock(), loader, mock.MagicMock(), None)
+
+    def find_needle(dirname, needle):
+        if not os.path.exists(needle):
+            raise AnsibleError('Could not find or access %r' % needle)
+        return needle
+
+    action._find_needle = find_needle
+    action._execute_module = lambda **kwargs: host.execute_module(action, **kwargs)
+    action._make_tmp_path = lambda *a, **k: host.make_tmp(action)
+    action._transfer_file = host.transfer
+    action._fixup_perms2 = lambda *a, **k: None
+    action._remove_tmp_path = host.remove_tmp
+    return action
+
+
+@pytest.fixture
+def host(tmp_path):
+    base = tmp_path / 'remote-tmp'
+    base.mkdir()
+    return FakeHost(str(base))
+
+
+def run_action(host, args, check_mode=False):
+    return make_action(host, dict(args), check_mode=check_mode).run(task_vars={})
+
+
+def test_first_run_uploads_second_run_does_not(tmp_path, host):
+    src = make_tar(tmp_path / 'v1.tar', [('file', 'VERSION', 'v1')])
+    root = tmp_path / 'app'
+    args = dict(root=str(root), release='v1', src=src, state='active')
+    first = run_action(host, args)
+    assert not first.get('failed'), first
+    assert first['created'] and first['current'] == 'v1' and 'needs_src' not in first
+    assert host.transfers == [src]
+    assert (root / 'releases' / 'v1' / 'VERSION').read_text() == 'v1'
+    assert 'src' not in host.calls[0] and host.calls[0]['_probe'] and host.calls[0]['checksum'] == file_checksum(src)
+    assert host.calls[1]['src'].startswith(host.tmpdirs[0]) and host.calls[1]['remote_src'] is True
+    assert not os.listdir(host.base)  # the remote tmp dir was cleaned
+    second = run_action(host, args)
+    assert not second['changed'] and host.transfers == [src] and len(host.calls) == 3
+
+
+def test_ledger_source_is_the_controller_path_not_the_tmp_copy(tmp_path, host):
+    src = make_tar(tmp_path / 'v1.tar', [('file', 'VERSION', 'v1')])
+    result = run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=src))
+    assert [item['source'] for item in result['releases']] == [src]
+
+
+def test_check_mode_never_uploads_and_changes_nothing(tmp_path, host):
+    src = make_tar(tmp_path / 'v1.tar', [('file', 'VERSION', 'v1')])
+    root = tmp_path / 'app'
+    result = run_action(host, dict(root=str(root), release='v1', src=src, state='active'), check_mode=True)
+    assert result['changed'] and result['current'] == 'v1' and result['created']
+    assert host.transfers == [] and not root.exists()
+
+
+def test_local_directory_is_packed_and_keeps_its_tree_checksum(tmp_path, host):
+    src = make_tree(tmp_path / 'build', {'VERSION': 'v1', 'bin/run': '#!/bin/sh', 'link': ('symlink', 'VERSION')})
+    os.chmod(os.path.join(src, 'bin/run'), 0o755)
+    root = tmp_path / 'app'
+    result = run_action(host, dict(root=str(root), src=src, state='active'))
+    assert not result.get('failed'), result
+    digest = tree_checksum(src)
+    assert result['checksum'] == digest and result['release'] == 'sha256-' + digest[7:19]
+    staged = root / 'releases' / result['release']
+    assert tree_checksum(str(staged)) == digest
+    assert os.readlink(str(staged / 'link')) == 'VERSION'
+    assert len(host.transfers) == 1 and host.transfers[0].endswith('.tar.gz')
+    assert not os.path.exists(host.transfers[0])  # the controller-side temporary tar is gone
+    again = run_action(host, dict(root=str(root), src=src, state='active'))
+    assert not again['changed'] and len(host.transfers) == 1
+
+
+def test_missing_local_src_fails_naming_it(tmp_path, host):
+    missing = str(tmp_path / 'nope.tgz')
+    result = run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=missing))
+    assert result['failed'] and missing in result['msg'] and 'not found on the controller' in result['msg']
+    assert host.calls == [] and host.transfers == []
+
+
+def test_checksum_mismatch_is_caught_on_the_controller(tmp_path, host):
+    src = make_tar(tmp_path / 'v1.tar', [('file', 'VERSION', 'v1')])
+    wrong = 'sha256:' + '0' * 64
+    result = run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=src, checksum=wrong))
+    assert result['failed'] and wrong in result['msg'] and file_checksum(src) in result['msg']
+    assert host.calls == [] and host.transfers == []
+
+
+def test_malicious_local_archive_is_refused_before_upload(tmp_path, host):
+    src = make_tar(tmp_path / 'evil.tar', [('symlink', 'etc', '/etc')])
+    result = run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=src))
+    assert result['failed'] and "'etc'" in result['msg']
+    assert host.calls == [] and host.transfers == []
+
+
+def test_conflicting_content_is_refused_before_upload(tmp_path, host):
+    root = str(tmp_path / 'app')
+    run_action(host, dict(root=root, release='v1', src=make_tar(tmp_path / 'a.tar', [('file', 'VERSION', 'a')])))
+    result = run_action(host, dict(root=root, release='v1', src=make_tar(tmp_path / 'b.tar', [('file', 'VERSION', 'b')])))
+    assert result['failed'] and 'immutable' in result['msg']
+    assert len(host.transfers) == 1
+
+
+def test_remote_src_is_passed_through_in_one_call(tmp_path, host):
+    src = make_tar(tmp_path / 'v1.tar', [('file', 'VERSION', 'v1')])
+    result = run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=src, remote_src=True))
+    assert result['created'] and host.transfers == [] and len(host.calls) == 1
+    assert host.calls[0]['src'] == src and '_probe' not in host.calls[0]
+
+
+def test_no_src_is_passed_through(tmp_path, host):
+    src = make_tar(tmp_path / 'v1.tar', [('file', 'VERSION', 'v1')])
+    run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=src))
+    result = run_action(host, dict(root=str(tmp_path / 'app'), release='v1', state='active', status='ok'))
+    assert result['current'] == 'v1' and result['status'] == 'ok' and len(host.calls) == 3
