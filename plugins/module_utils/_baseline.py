@@ -24,7 +24,7 @@ import os
 import time
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
-    RedbuttonError, atomic_write_json, read_json, state_dir, utcnow, validate_release_id,
+    RedbuttonError, atomic_write_bytes, read_json, state_dir, utcnow, validate_release_id,
 )
 from ansible_collections.redbutton.deploy.plugins.module_utils._baseline_probes import (
     ProbeError, PathProbe, adjust_probe, build_probe, normalize_probe,
@@ -144,6 +144,14 @@ class Baseline(object):
                                  % (path, document.get('schema') if isinstance(document, dict) else None, SCHEMA))
         return document
 
+    @staticmethod
+    def _write(path, document):
+        """Atomic write of compact JSON: a tree of 10,000 files is 4-5 MB, and the
+        indented form would be serialised by the pure-Python encoder, several times
+        slower than the C one (a quarter of the capture time). Read it with jq."""
+        text = json.dumps(document, sort_keys=True, separators=(',', ':')) + '\n'
+        atomic_write_bytes(path, text.encode('utf-8'), mode=FILE_MODE)
+
     def load(self):
         """The stored baseline; a clear error when it does not exist."""
         path = self.path()
@@ -209,7 +217,7 @@ class Baseline(object):
                     'captured_at_ns': started_ns, 'probes': recorded}
         changed = existing is None or _essence(existing) != _essence(document)
         if changed and not self.check_mode:
-            atomic_write_json(path, document, mode=FILE_MODE)
+            self._write(path, document)
         final = document if changed else existing
         result = {
             'changed': changed, 'path': path, 'name': self.name,
@@ -336,8 +344,9 @@ class Baseline(object):
             if change in scalar:
                 continue
             item = '(the path itself)' if change['item'] == '.' else change['item']
-            rendered.append('%s: %s' % (item, ', '.join('%s %s -> %s' % (key, _short(change['expected'][key], key), _short(change['found'][key], key))
-                                                         for key in change['attributes'])))
+            parts = ['%s %s -> %s' % (key, _short(change['expected'][key], key), _short(change['found'][key], key))
+                     for key in change['attributes']]
+            rendered.append('%s: %s' % (item, ', '.join(parts)))
         lines.extend(self._limited('changed:', rendered))
         return lines
 
@@ -381,4 +390,3 @@ class BaselineModule(object):
         if result['differences'] and params['fail_on_difference']:
             self.module.fail_json(**result)
         self.module.exit_json(**result)
-

@@ -145,7 +145,7 @@ def test_command_probe_rc_only(run, root, tmp_path):
     flag = tmp_path / 'flag'
     flag.write_text('')
     result = capture_and_compare(run, root, {'name': 'flag', 'command': ['test', '-e', str(flag)], 'record': ['rc']},
-                                 lambda: flag.unlink())
+                                 flag.unlink)
     assert result['differences'][0]['changed'][0]['found'] == {'rc': 1}
 
 
