@@ -272,6 +272,9 @@ class FileHasher(object):
                     results[index] = self.hash_one(paths[index], buf, flags)
             except TreeError as exc:
                 errors.append(exc)
+            except Exception as exc:  # pylint: disable=broad-except
+                # never lose a file silently because a worker thread died
+                errors.append(TreeError('hashing failed: %s: %s' % (type(exc).__name__, exc)))
 
         if workers == 1:
             work()
@@ -419,7 +422,10 @@ class TreeScanner(object):
                 continue  # removed while we looked
             if result in ('link', 'changed-type'):
                 # replaced by something else between the listing and the read
-                fresh = os.lstat(abspath)
+                try:
+                    fresh = os.lstat(abspath)
+                except OSError:
+                    continue
                 if stat.S_ISLNK(fresh.st_mode):
                     entry = self._link_entry(abspath)
                     if entry is not None:

@@ -17,7 +17,7 @@ import time
 import pytest
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._baseline_tree import (
-    CHUNK_SIZE, FileHasher, TreeFilter, TreeScanner, compare_trees, glob_to_regex,
+    CHUNK_SIZE, FileHasher, TreeError, TreeFilter, TreeScanner, compare_trees, glob_to_regex,
 )
 
 
@@ -246,3 +246,28 @@ def test_replaced_file_with_new_inode_is_hashed_again(tree):
     again = TreeScanner(str(current)).scan(reuse=first['files'], trusted_before_ns=time.time_ns() + 10 ** 9)
     assert again['hashed'] == 1
     assert again['files']['lib/util.py']['sha256'] == first['files']['lib/util.py']['sha256']
+
+
+def test_a_failing_worker_fails_the_scan_instead_of_dropping_files(tree, monkeypatch):
+    def broken(self, path, buf, flags):
+        raise MemoryError('simulated')
+
+    monkeypatch.setattr(FileHasher, 'hash_one', broken)
+    with pytest.raises(TreeError) as info:
+        scan(tree / 'current')
+    assert 'MemoryError' in str(info.value)
+
+
+def test_a_file_replaced_by_a_link_during_the_scan_is_recorded_as_a_link(tree, monkeypatch):
+    current = str(tree / 'current')
+    original = FileHasher.hash_one
+
+    def swap_then_hash(self, path, buf, flags):
+        if path.endswith('app.py'):
+            os.unlink(path)
+            os.symlink('elsewhere', path)
+        return original(self, path, buf, flags)
+
+    monkeypatch.setattr(FileHasher, 'hash_one', swap_then_hash)
+    files = scan(current)['files']
+    assert files['app.py'] == {'type': 'link', 'target': 'elsewhere'}

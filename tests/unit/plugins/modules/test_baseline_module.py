@@ -87,6 +87,17 @@ def test_compare_fails_with_the_report_or_returns_differences(run, root):
     assert quiet.get('failed') is not True and quiet['differences'][0]['probe'] == 'tree'
 
 
+def test_compare_probes_adjust_recorded_ones(run, root):
+    run({'root': root, 'name': 'b', 'state': 'captured', 'probes': [{'name': 'tree', 'path': os.path.join(root, 'current')}]})
+    with open(os.path.join(root, 'current', 'debug.log'), 'w') as handle:
+        handle.write('noise\n')
+    assert run({'root': root, 'name': 'b', 'state': 'compared'})['failed'] is True
+    result = run({'root': root, 'name': 'b', 'state': 'compared', 'probes': [{'name': 'tree', 'exclude': ['*.log']}]})
+    assert result.get('failed') is not True and result['differences'] == []
+    result = run({'root': root, 'name': 'b', 'state': 'compared', 'probes': [{'name': 'tree', 'path': root}]})
+    assert result['failed'] is True and 'path differs from the baseline' in result['msg']
+
+
 def test_missing_baseline(run, root):
     result = run({'root': root, 'name': 'never', 'state': 'compared'})
     assert result['failed'] is True and 'never.json does not exist' in result['msg']
