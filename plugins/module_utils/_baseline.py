@@ -27,7 +27,7 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
     RedbuttonError, atomic_write_bytes, read_json, state_dir, utcnow, validate_release_id,
 )
 from ansible_collections.redbutton.deploy.plugins.module_utils._baseline_probes import (
-    ProbeError, PathProbe, adjust_probe, build_probe, normalize_probe,
+    ProbeError, PathProbe, adjust_probe, build_probe, normalize_probe, probe_kind,
 )
 from ansible_collections.redbutton.deploy.plugins.module_utils._baseline_tree import RACY_MARGIN_NS
 
@@ -36,6 +36,7 @@ BASELINE_DIR = 'baselines'
 FILE_MODE = 0o600
 REPORT_LIMIT = 25
 VALUE_LIMIT = 120
+REUSE_CANDIDATES = 3
 
 
 def baseline_path(root, name):
@@ -189,24 +190,63 @@ class Baseline(object):
             definitions.append(definition)
         return definitions
 
+    def _reuse_sources(self, path, existing):
+        """Earlier baselines whose recorded hashes a capture may reuse (verify_content auto).
+
+        The baseline being replaced first, then the most recently written others (at most
+        REUSE_CANDIDATES; file mtime only orders the candidates, it is never trusted: every
+        hash is reused only under the inode and racy-time rules). Unreadable ones are skipped.
+        """
+        if self.verify_content != 'auto':
+            return []
+        sources = [existing] if existing else []
+        directory = os.path.dirname(path)
+        try:
+            names = [n for n in os.listdir(directory) if n.endswith('.json') and not n.startswith('.')]
+        except OSError:
+            names = []
+        others = []
+        for name in names:
+            other = os.path.join(directory, name)
+            if other != path:
+                try:
+                    others.append((os.stat(other).st_mtime_ns, other))
+                except OSError:
+                    continue
+        for dummy, other in sorted(others, reverse=True)[:REUSE_CANDIDATES]:
+            try:
+                document = self._read(other)
+            except RedbuttonError:
+                continue
+            if document:
+                sources.append(document)
+        return sources
+
+    @staticmethod
+    def _reuse_for(definition, sources):
+        """(recorded result, captured_at_ns) of the first source that recorded the same tree."""
+        if probe_kind(definition) != 'path':
+            return None, None
+        for document in sources:
+            for old in document['probes']:
+                if (isinstance(old, dict) and old.get('path') == definition['path']
+                        and old.get('follow', False) == definition['follow'] and isinstance(old.get('result'), dict)):
+                    return old['result'], document.get('captured_at_ns')
+        return None, None
+
     def capture(self, probes):
         definitions = self.definitions(probes)
         path = self.path()
         self._check_root()
         existing = self._read(path)
-        previous = {}
-        if existing:
-            previous = dict((p.get('name'), p) for p in existing['probes'] if isinstance(p, dict))
-        trusted = self._trusted_before(existing)
+        sources = self._reuse_sources(path, existing)
         started_ns = time.time_ns()
         captured_at = utcnow()
         recorded = []
         for definition in definitions:
             probe = build_probe(definition)
-            old = previous.get(definition['name'])
-            reuse = None
-            if old is not None and dict((k, v) for k, v in old.items() if k != 'result') == definition:
-                reuse = old.get('result')
+            reuse, reuse_ns = self._reuse_for(definition, sources)
+            trusted = reuse_ns - RACY_MARGIN_NS if isinstance(reuse_ns, int) else None
             try:
                 result = self._measure(probe, reuse, trusted)
                 probe.validate_result(result)

@@ -176,8 +176,9 @@ options:
       - V(always) reads and hashes every file again, to catch changes that bypass the
         filesystem (disk corruption, raw device writes, a clock set back). Use it when auditing
         a host after an incident.
-      - With O(state=captured), V(auto) also reuses hashes of the previous capture with the same
-        name and probe definition.
+      - With O(state=captured), V(auto) also reuses, under the same rules, hashes recorded for the
+        same path by the baseline being replaced or by one of the three most recently written
+        other baselines, so a capture before each rollout re-reads only what changed.
     type: str
     choices: [auto, always]
     default: auto

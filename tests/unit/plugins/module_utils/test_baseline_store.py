@@ -350,3 +350,22 @@ def test_remove(app):
     assert result['changed'] is True and not os.path.exists(result['path'])
     assert 'probe orders' in result['diff']['before']
     assert Baseline(app, 'before-v2').remove()['changed'] is False
+
+
+def test_capture_reuses_hashes_of_an_earlier_baseline_of_the_same_tree(app):
+    capture(app, name='before-v2')
+    age_baseline(app, name='before-v2')
+    corrupt_recorded_hash(app, 'app.py', name='before-v2')   # marks what was reused
+    capture(app, name='before-v3')
+    reused = stored(app, 'before-v3')['probes'][0]['result']['files']
+    assert reused['app.py']['sha256'] == '0' * 64
+    capture(app, name='before-v4', verify_content='always')
+    fresh = stored(app, 'before-v4')['probes'][0]['result']['files']
+    assert fresh['app.py']['sha256'] != '0' * 64
+
+
+def test_capture_ignores_unreadable_earlier_baselines(app):
+    write(baseline_path(app, 'broken'), b'{not json')
+    result = capture(app)
+    assert result['changed'] is True and stored(app)['probes'][2]['result'] == {'value': 3}
+    assert open(baseline_path(app, 'broken'), 'rb').read() == b'{not json'
