@@ -18,14 +18,31 @@ from unittest import mock
 
 import pytest
 
-from ansible.errors import AnsibleError
+from ansible.module_utils import _internal as module_utils_internal
 
-from ansible_collections.redbutton.deploy.plugins.action.release import ActionModule
+MODULE_SIDE = module_utils_internal.is_controller
+
+# Importing controller code flips a process-wide flag that makes AnsibleModule.warn() print
+# to the controller display instead of returning warnings; module tests collected in the same
+# pytest process rely on the module-side behaviour, so the flag is restored right after these
+# imports and set only while the tests below run.
+from ansible.errors import AnsibleError  # noqa: E402 pylint: disable=wrong-import-position
+
+from ansible_collections.redbutton.deploy.plugins.action.release import ActionModule  # noqa: E402 pylint: disable=wrong-import-position
 from ansible_collections.redbutton.deploy.plugins.module_utils._archive import file_checksum, tree_checksum
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
 from ansible_collections.redbutton.deploy.plugins.module_utils._release import RELEASE_ARGUMENT_SPEC, ReleaseManager
 
-from ..module_utils.test_archive import make_tar, make_tree
+from ..module_utils.test_archive import make_tar, make_tree  # noqa: E402 pylint: disable=wrong-import-position
+
+module_utils_internal.is_controller = MODULE_SIDE
+
+
+@pytest.fixture(autouse=True)
+def controller_side():
+    module_utils_internal.is_controller = True
+    yield
+    module_utils_internal.is_controller = MODULE_SIDE
 
 
 class FakeHost(object):
