@@ -74,6 +74,10 @@ def count_hits():
         return 0
 
 
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True  # stopping must not wait for idle client connections
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     server_version = 'redbutton-sample'
 
@@ -131,6 +135,18 @@ def remove(path):
         pass
 
 
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    try:
+        with open('/proc/%d/stat' % pid, encoding='ascii') as handle:
+            return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return True
+
+
 def stop(pidfile, timeout):
     """SIGTERM the process named in pidfile and wait until it is gone. 0 if none ran."""
     try:
@@ -146,13 +162,13 @@ def stop(pidfile, timeout):
     except OSError as exc:
         if exc.errno != errno.ESRCH:
             raise
+    # The server closes its socket, then removes the pid file: either sign means it is done
+    # (a reaped-late zombie still answers kill(pid, 0), so that alone is not enough).
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except OSError:
+        if not os.path.exists(pidfile) or not alive(pid):
             break
-        time.sleep(0.05)
+        time.sleep(0.02)
     else:
         sys.stderr.write('process %d still runs %s s after SIGTERM\n' % (pid, timeout))
         return 1
@@ -180,7 +196,7 @@ def main(argv=None):
     if args.stop:
         return stop(args.pidfile, args.stop_timeout)
     # Bind before detaching, so a port already in use fails the start command.
-    httpd = http.server.ThreadingHTTPServer((args.bind, args.port), Handler)
+    httpd = Server((args.bind, args.port), Handler)
     if args.daemon:
         daemonize(args.log)
     if args.pidfile:
