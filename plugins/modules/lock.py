@@ -31,6 +31,7 @@ attributes:
     details: The diff shows the lock holder before and after.
   idempotent:
     support: full
+    description: Acquiring a lock one already holds, or releasing a lock nobody holds, changes nothing.
 options:
   state:
     description:
@@ -62,7 +63,7 @@ options:
 seealso:
   - module: redbutton.deploy.release
 author:
-  - redbutton.deploy contributors
+  - redbutton.deploy contributors (@redbutton)
 '''
 
 EXAMPLES = r'''

@@ -163,6 +163,23 @@ options:
         and of identical content before this call (nothing to roll out).
     type: bool
     default: false
+  _probe:
+    description:
+      - Internal, set by the action plugin; do not set it. Without O(src), answer RV(needs_src=true) instead of
+        failing when the release still has to be staged, and change nothing in that case.
+    type: bool
+    default: false
+  _checksum_of:
+    description:
+      - Internal, set by the action plugin; do not set it. What O(checksum) covers, the archive file or the
+        extracted tree (a controller directory packed for upload).
+    type: str
+    choices: [archive, tree]
+    default: archive
+  _source:
+    description:
+      - Internal, set by the action plugin; do not set it. The controller path recorded as the release's source.
+    type: str
 notes:
   - The ledger keeps at most 500 events; the oldest are dropped first. Releases keep their own
     status and timestamps whatever the event history holds.
@@ -172,7 +189,7 @@ seealso:
   - module: redbutton.deploy.release_info
   - module: redbutton.deploy.lock
 author:
-  - redbutton.deploy contributors
+  - redbutton.deploy contributors (@redbutton)
 '''
 
 EXAMPLES = r'''

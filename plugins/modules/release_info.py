@@ -26,6 +26,7 @@ attributes:
     details: Nothing is ever changed, so there is nothing to diff.
   idempotent:
     support: full
+    description: It only reads; running it again gives the same answer while nothing else changes the root.
 options:
   events:
     description:
@@ -36,7 +37,7 @@ seealso:
   - module: redbutton.deploy.release
   - module: redbutton.deploy.lock
 author:
-  - redbutton.deploy contributors
+  - redbutton.deploy contributors (@redbutton)
 '''
 
 EXAMPLES = r'''

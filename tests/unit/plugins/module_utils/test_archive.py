@@ -314,8 +314,26 @@ def test_symlink_inside_the_release_is_allowed(tmp_path):
     assert len(TarSource(path).validate()) == 4
 
 
+@pytest.fixture(params=['data-filter', 'no-data-filter'])
+def tar_filter(request, monkeypatch):
+    """Run with tarfile's 'data' filter, and as on Python < 3.11.4 / 3.8.17 without it."""
+    if request.param == 'no-data-filter':
+        monkeypatch.delattr(tarfile, 'data_filter', raising=False)
+    return request.param
+
+
+def test_good_tar_extracts_the_same_with_or_without_data_filter(tmp_path, tar_filter):
+    path = make_tar(tmp_path / 'good.tar', GOOD)
+    dest = tmp_path / 'out'
+    dest.mkdir()
+    TarSource(path).extract(str(dest))
+    assert sorted(os.listdir(str(dest))) == ['VERSION', 'VERSION.copy', 'bin', 'latest']
+    assert stat.S_IMODE(os.stat(str(dest / 'bin' / 'run')).st_mode) == 0o755
+    assert stat.S_IMODE(os.stat(str(dest / 'VERSION')).st_mode) == 0o644
+
+
 @pytest.mark.parametrize('name, entries, member', MALICIOUS_TARS, ids=[case[0] for case in MALICIOUS_TARS])
-def test_malicious_tar_is_refused_naming_the_member_and_writes_nothing(tmp_path, name, entries, member):
+def test_malicious_tar_is_refused_naming_the_member_and_writes_nothing(tmp_path, tar_filter, name, entries, member):
     path = make_tar(tmp_path / (name + '.tar'), entries)
     with pytest.raises(RedbuttonError) as caught:
         TarSource(path).validate()
