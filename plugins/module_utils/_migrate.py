@@ -481,8 +481,8 @@ class Migrator(object):
         try:
             action(*args)
         except self.backend.errors as exc:
-            raise _StatementFailed(script, None, None, '%s (while recording it in %s)' % (self.backend.error_text(exc)[0],
-                                                                                         self.backend.history_table))
+            message = '%s (while recording it in %s)' % (self.backend.error_text(exc)[0], self.backend.history_table)
+            raise _StatementFailed(script, None, None, message)
 
     def _forward(self, step):
         """Run the up script and its verify script (inside whatever transaction is open)."""
@@ -517,7 +517,8 @@ class Migrator(object):
         self._keep_down(step)
 
     def _down(self, step):
-        record = lambda: self._internal(step.script, self.backend.delete_history, step.version)  # noqa: E731
+        def record():
+            self._internal(step.script, self.backend.delete_history, step.version)
         if step.script.no_transaction is None:
             self._in_transaction(step.script, lambda: (self._run(step.script), record()))
         else:
@@ -624,7 +625,9 @@ class Migrator(object):
         return MigrateError(
             'migration %s (%s) failed%s at %s: %s. %s%s' % (step.name, step.direction, phase, where, failure.message.rstrip('.'), state, self._earlier()),
             failure=dict(version=step.version, title=step.title, direction=step.direction, file=script.where,
-                        line=failure.line, statement=failure.statement.text if failure.statement else None, error=failure.message),
+                         line=failure.line, statement=failure.statement.text if failure.statement else None, error=failure.message,
+                         up_checksum=step.script.checksum if step.direction == UP else None,
+                         no_transaction_reason=script.no_transaction),
             version_before=plan.current, version_after=self.version, applied=list(self.applied), queries=list(self.queries))
 
     # -- result ----------------------------------------------------------------------------
@@ -666,4 +669,3 @@ def diff_of(result):
     return dict(before=state(result['version_before'], result['pending']),
                 after=state(result['version_after'], result['pending_after']),
                 before_header='schema version', after_header='schema version')
-

@@ -66,7 +66,7 @@ class PostgresBackend(Backend):
         except psycopg.ProgrammingError as exc:
             raise RedbuttonError('database is not a valid PostgreSQL connection string (%s): use a libpq '
                                  'key=value string or a postgresql:// URI, for example '
-                                 'postgresql://app@db.example.com/app' % str(exc).split('\n')[0])
+                                 'postgresql://app@db.example.com/app' % str(exc).split('\n', maxsplit=1)[0])
 
     def display_name(self):
         params = self._params()

@@ -306,6 +306,8 @@ def test_marker_comment_runs_the_file_without_a_transaction(db, tmp_path):
     path = folder(tmp_path, {'1_a.up.sql': '-- redbutton:no-transaction\nCREATE TABLE a (id INTEGER);\nINSERT INTO nope VALUES (1);\n'})
     error = db.refuse(path, r'without a transaction \(marker comment "-- redbutton:no-transaction"\): statement 1 took effect')
     assert 'reports version 0 but is partly changed' in str(error)
+    assert error.result['failure']['up_checksum'].startswith('sha256:')
+    assert error.result['failure']['no_transaction_reason'].startswith('marker comment')
     assert 'a' in db.tables() and db.history() == []
 
 
