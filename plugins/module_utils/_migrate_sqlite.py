@@ -121,7 +121,8 @@ class SqliteBackend(Backend):
             self.conn.execute('ROLLBACK')
 
     def execute(self, sql):
-        self.conn.execute(sql)
+        # Close the cursor at once: a SELECT left open would hold its statement (and lock) until garbage collection.
+        self.conn.execute(sql).close()
 
     # -- history -------------------------------------------------------------------
     def history_exists(self):
