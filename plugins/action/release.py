@@ -61,16 +61,22 @@ class LocalArtifact(object):
         self.upload = path
         self.checksum_of = 'archive'
         self.checksum = None
+        self.source = None
 
     def prepare(self):
-        source = open_source(self.path)
-        source.validate()  # refuse a malicious artifact before anything leaves the controller
-        if isinstance(source, DirectorySource):
-            self.checksum = source.checksum()
+        """Checksum only: the cheap question a re-run needs answered."""
+        self.source = open_source(self.path)
+        if isinstance(self.source, DirectorySource):
+            self.source.validate()  # the tree digest walks it anyway
+            self.checksum = self.source.checksum()
             self.checksum_of = 'tree'
         else:
             self.checksum = file_checksum(self.path)
         return self
+
+    def validate(self):
+        """Refuse a malicious artifact before anything leaves the controller (the host checks again)."""
+        self.source.validate()
 
     def pack(self):
         if self.checksum_of == 'tree' and self.upload == self.path:
@@ -87,6 +93,13 @@ class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False  # only when the host lacks the content; the tmp dir is made then
 
+    @staticmethod
+    def _validate(artifact):
+        try:
+            artifact.validate()
+        except RedbuttonError as exc:
+            raise AnsibleActionFail(to_text(exc))
+
     def run(self, tmp=None, task_vars=None):
         if task_vars is None:
             task_vars = {}
@@ -100,14 +113,18 @@ class ActionModule(ActionBase):
             return result
 
         artifact = None
+        decrypted = None
         try:
             try:
-                local = self._find_needle('files', os.path.expanduser(src))
+                found = local = self._find_needle('files', os.path.expanduser(src))
             except AnsibleError as exc:
                 raise AnsibleActionFail('src %s was not found on the controller (%s); give an existing archive or '
                                         'directory, or remote_src: true for a path on the target host' % (src, to_text(exc)))
             if os.path.isfile(local):
-                local = self._loader.get_real_file(local, decrypt=True)
+                real = self._loader.get_real_file(local, decrypt=True)
+                if real != local:
+                    decrypted = real  # a vault-encrypted archive: a temporary plain copy
+                local = real
             try:
                 artifact = LocalArtifact(local).prepare()
                 wanted = normalize_checksum(args.get('checksum'))
@@ -118,7 +135,9 @@ class ActionModule(ActionBase):
                     'checksum mismatch for src %s: expected %s, got %s; nothing was transferred. Check that the '
                     'artifact is the one you meant, or fix checksum' % (src, wanted, artifact.checksum))
 
-            args.update(checksum=artifact.checksum, _checksum_of=artifact.checksum_of, _source=local, remote_src=True)
+            if self._task.check_mode:
+                self._validate(artifact)
+            args.update(checksum=artifact.checksum, _checksum_of=artifact.checksum_of, _source=found, remote_src=True)
             if not args.get('state'):
                 args['state'] = 'staged'  # the module's default with src; the probe carries no src
             probe = dict(args, _probe=True)
@@ -129,6 +148,7 @@ class ActionModule(ActionBase):
                 result.update(answer)
                 return result
 
+            self._validate(artifact)
             if self._connection._shell.tmpdir is None:
                 self._make_tmp_path()
             upload = artifact.pack()
@@ -145,4 +165,6 @@ class ActionModule(ActionBase):
         finally:
             if artifact is not None:
                 artifact.cleanup()
+            if decrypted is not None:
+                self._loader.cleanup_tmp_file(decrypted)
             self._remove_tmp_path(self._connection._shell.tmpdir)

@@ -551,7 +551,10 @@ class ReleaseInfo(object):
             return os.path.isdir(release_path(self.root, release_id))
 
         events = ledger.data['events']
-        lock = DeployLock(self.root).read() if os.path.isdir(self.root) else None
+        try:
+            lock = DeployLock(self.root).read() if os.path.isdir(self.root) else None
+        except RedbuttonError as exc:
+            lock = {'error': str(exc)}  # report a damaged lock file, do not fail the report
         return {
             'changed': False,
             'exists': ledger.exists,

@@ -106,7 +106,9 @@ last_switch:
   type: dict
   sample: {from: v1, to: v2, reason: rollout, time: '2026-11-26T05:01:00Z', by: alice}
 lock:
-  description: The holder of the deploy lock (owner, host, pid, acquired_at, ttl, expires_at), or null.
+  description:
+    - The holder of the deploy lock (owner, host, pid, acquired_at, ttl, expires_at), or null.
+    - A lock file that cannot be read gives a dict with only C(error), the reason.
   returned: always
   type: dict
   sample: {owner: rollout-42, host: web1, pid: 4242, acquired_at: '2026-11-26T05:00:00Z', ttl: 3600,

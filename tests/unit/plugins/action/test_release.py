@@ -185,7 +185,28 @@ def test_malicious_local_archive_is_refused_before_upload(tmp_path, host):
     src = make_tar(tmp_path / 'evil.tar', [('symlink', 'etc', '/etc')])
     result = run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=src))
     assert result['failed'] and "'etc'" in result['msg']
-    assert host.calls == [] and host.transfers == []
+    assert host.transfers == [] and not (tmp_path / 'app' / 'releases').exists()
+
+
+def test_malicious_local_archive_is_refused_in_check_mode(tmp_path, host):
+    src = make_tar(tmp_path / 'evil.tar', [('file', '../../escape', 'x')])
+    result = run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=src), check_mode=True)
+    assert result['failed'] and "'../../escape'" in result['msg'] and host.calls == []
+
+
+def test_rerun_does_not_read_the_archive_members_again(tmp_path, host, monkeypatch):
+    src = make_tar(tmp_path / 'v1.tar', [('file', 'VERSION', 'v1')])
+    args = dict(root=str(tmp_path / 'app'), release='v1', src=src, state='active')
+    run_action(host, args)
+    from ansible_collections.redbutton.deploy.plugins.module_utils import _archive
+
+    def no_listing(self):
+        raise AssertionError('members listed on the fast path')
+
+    monkeypatch.setattr(_archive.TarSource, 'members', no_listing)
+    monkeypatch.setattr(_archive.TarSource, '_members_of', no_listing)
+    result = run_action(host, args)
+    assert not result.get('failed') and not result['changed'] and len(host.transfers) == 1
 
 
 def test_conflicting_content_is_refused_before_upload(tmp_path, host):

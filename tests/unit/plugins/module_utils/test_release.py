@@ -600,3 +600,11 @@ def test_release_info_reports_releases_events_and_lock(app, tmp_path):
     assert ReleaseInfo(str(app), events=0).run()['events'] == []
     with pytest.raises(RedbuttonError, match='events -1 is not valid'):
         ReleaseInfo(str(app), events=-1).run()
+
+
+def test_release_info_reports_a_damaged_lock_instead_of_failing(app, tmp_path):
+    deploy(app, tmp_path, 'v1')
+    with open(lock_path(str(app)), 'w') as handle:
+        handle.write('garbage')
+    info = ReleaseInfo(str(app)).run()
+    assert info['current'] == 'v1' and 'is not a redbutton lock' in info['lock']['error']
