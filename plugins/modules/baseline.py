@@ -24,7 +24,7 @@ description:
   - See C(docs/baselines.md) in the collection for the file format, glob rules and the
     trade-offs of O(verify_content).
 author:
-  - redbutton.deploy contributors
+  - redbutton.deploy contributors (@redbutton)
 extends_documentation_fragment:
   - redbutton.deploy.root
   - redbutton.deploy.root.attributes
