@@ -150,6 +150,8 @@ class ReleaseManager(object):
         self.content_checksum = None
         self.pruned = []
         self.locked = False
+        self.lock_before = None
+        self.lock_changed = False
         self.checksum_given = None
 
     # helpers -----------------------------------------------------------------------------
@@ -484,20 +486,23 @@ class ReleaseManager(object):
         if not owner:
             return
         self.lock = DeployLock(self.root, warn=self.warn)
-        changed, dummy, dummy = self.lock.acquire(
+        changed, dummy, before = self.lock.acquire(
             owner, ttl=self.params.get('lock_ttl') or DEFAULT_TTL, timeout=self.params.get('lock_timeout') or 0,
             check_mode=self.check_mode)
+        self.lock_before = before
         self.locked = True
-        self.changed = self.changed or changed
+        self.lock_changed = changed
 
     def _release_lock(self, up_to_date):
-        self.locked = bool(self.lock)
+        """Release when asked. The lock counts as a change only if its holder differs from
+        before the call: taking a free lock and letting it go again in one call is no change."""
         if self.lock is None:
             return
         if self.params.get('unlock') or (self.params.get('unlock_if_current') and up_to_date):
-            changed, dummy = self.lock.release(self.params['lock_owner'], check_mode=self.check_mode)
-            self.changed = self.changed or changed
+            self.lock.release(self.params['lock_owner'], check_mode=self.check_mode)
             self.locked = False
+            self.lock_changed = self.lock_before is not None
+        self.changed = self.changed or self.lock_changed
 
     # answer ------------------------------------------------------------------------------
     def _result(self, release_id, current_before, up_to_date, before):

@@ -141,6 +141,8 @@ options:
     description:
       - Acquire (or re-enter) the deploy lock C(<root>/.redbutton/lock) for this owner before acting.
         See M(redbutton.deploy.lock) for the semantics.
+      - The lock makes the task changed only when its holder differs after the call from before it; taking a
+        free lock and releasing it again in the same call (O(unlock), O(unlock_if_current)) is not a change.
     type: str
   lock_timeout:
     description:

@@ -498,6 +498,16 @@ def test_unlock_if_current_releases_only_when_up_to_date(app, tmp_path):
     run(app, release='v1', state='active', status='ok', lock_owner='run-1', unlock=True)
     result = run(app, release='v1', src=src, state='staged', lock_owner='run-2', unlock_if_current=True)
     assert result['up_to_date'] and not result['locked'] and not os.path.exists(lock_path(str(app)))
+    assert not result['changed']  # took a free lock and let it go: the host is as it was
+
+
+def test_lock_counts_as_a_change_only_when_the_holder_changes(app, tmp_path):
+    deploy(app, tmp_path, 'v1', status='ok')
+    assert run(app, lock_owner='run-1')['changed']  # taken
+    assert not run(app, lock_owner='run-1')['changed']  # re-entered
+    assert run(app, lock_owner='run-1', unlock=True)['changed']  # released
+    assert not run(app, lock_owner='run-1', unlock=True)['changed']  # free before and after
+    assert not run(app, lock_owner='run-1', unlock=True, check_mode=True)['changed']
 
 
 def test_unlock_happens_even_when_the_call_fails(app, tmp_path):
