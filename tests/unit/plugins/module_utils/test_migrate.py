@@ -19,7 +19,7 @@ import uuid
 import pytest
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
-from ansible_collections.redbutton.deploy.plugins.module_utils._migrate import MigrateError, Migrator, diff_of, new_backend
+from ansible_collections.redbutton.deploy.plugins.module_utils._migrate import Migrator, diff_of, new_backend
 from ansible_collections.redbutton.deploy.plugins.module_utils._migrate_postgresql import advisory_lock_key
 
 try:
@@ -36,7 +36,7 @@ HISTORY = 'redbutton_schema_history'
 def run_command(args, environ_update=None):
     env = dict(os.environ)
     env.update(environ_update or {})
-    proc = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    proc = subprocess.run(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
     return proc.returncode, proc.stdout, proc.stderr
 
 
@@ -495,7 +495,10 @@ def test_postgresql_advisory_lock_makes_a_second_run_wait(pg):
 
 
 def test_two_concurrent_runs_never_interleave(db, tmp_path):
-    slow = "SELECT pg_sleep(1)" if db.engine == 'postgresql' else "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) SELECT count(*) FROM n"
+    if db.engine == 'postgresql':
+        slow = 'SELECT pg_sleep(1)'
+    else:
+        slow = 'WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000000) SELECT count(*) FROM n'
     path = folder(tmp_path, {'1_a.up.sql': 'CREATE TABLE a (id INTEGER);\n%s;\nINSERT INTO a VALUES (1);\n' % slow})
     if db.engine == 'sqlite':
         db.migrate(folder(tmp_path, {}, name='empty'))  # create the file first: both threads open it
@@ -506,7 +509,7 @@ def test_two_concurrent_runs_never_interleave(db, tmp_path):
             results.append(db.migrate(path, lock_timeout=30))
         except Exception as exc:  # pylint: disable=broad-except
             errors.append(exc)
-    threads = [threading.Thread(target=run) for _ in range(2)]
+    threads = [threading.Thread(target=run), threading.Thread(target=run)]
     for thread in threads:
         thread.start()
     for thread in threads:
