@@ -1,0 +1,105 @@
+# Copyright: redbutton.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Behaviour of the roles beyond the demo's story: settings that are refused before
+anything changes, redbutton_auto_rollback false, a first release that fails, TCP and
+command health checks, the lock held by someone else, and the direct path (nothing to
+restart or check)."""
+
+import json
+import os
+
+
+def test_incoherent_service_is_refused_before_anything_changes(site):
+    extra = site.vars_file('service', {'redbutton_service': {'manager': 'command', 'start_command': 'true'}})
+    run = site.rollout('v1', *extra, rc=2)
+    assert 'redbutton_service' in run.output and 'stop_command' in run.output
+    assert not os.path.exists(site.root)
+
+
+def test_health_check_without_a_kind_is_refused(site):
+    extra = site.vars_file('checks', {'redbutton_health_checks': [{'name': 'nothing to check'}]})
+    site.rollout('v1', *extra, rc=2)
+    assert site.current() is None
+
+
+def test_auto_rollback_off_leaves_the_failed_release_current(site):
+    site.rollout('v1')
+    run = site.rollout('v3', '-e', 'redbutton_auto_rollback=false', rc=2)
+    assert 'v3 stays current and is marked failed' in run.output
+    assert site.current() == 'v3'
+    assert site.statuses() == {'v1': 'ok', 'v3': 'failed'}
+    assert not site.locked()
+    # The operator's way out: the rollback goes to the previous good release (and, like any
+    # release a rollback undoes, v3 is now marked rolled_back; its events keep the failure).
+    site.rollback()
+    site.assert_state('v1', {'v1': 'ok', 'v3': 'rolled_back'})
+    statuses = [e.get('status') for e in site.ledger()['events'] if e['release'] == 'v3']
+    assert 'failed' in statuses
+
+
+def test_first_release_failing_has_nothing_to_return_to(site):
+    run = site.rollout('v3', rc=2)
+    assert 'There is no earlier release to go back to' in run.output
+    assert site.current() == 'v3'
+    assert site.statuses() == {'v3': 'failed'}
+    assert not site.locked()
+
+
+def test_tcp_and_command_checks(site):
+    checks = [
+        {'name': 'port open', 'port': site.port, 'retries': 5, 'delay': 1},
+        {'name': 'release is v1', 'command': 'cat VERSION', 'stdout_regex': '^v1$', 'retries': 1, 'delay': 1},
+    ]
+    site.rollout('v1', *site.vars_file('checks', {'redbutton_health_checks': checks}))
+    site.assert_state('v1', {'v1': 'ok'})
+    # The same command check fails on v2 (it prints v2): the rollout goes back to v1.
+    run = site.rollout('v2', *site.vars_file('checks', {'redbutton_health_checks': checks}), rc=2)
+    assert 'release is v1 (rc 0:' in run.output
+    site.assert_state('v1', {'v1': 'ok', 'v2': 'failed'})
+
+
+def test_lock_held_by_someone_else_stops_the_rollout(site):
+    site.rollout('v1')
+    lock = os.path.join(site.root, '.redbutton', 'lock')
+    holder = {'owner': 'alice', 'host': 'elsewhere', 'pid': 1, 'acquired_at': '2026-01-01T00:00:00Z',
+              'ttl': 999999999, 'expires_at': '2999-01-01T00:00:00Z'}
+    with open(lock, 'w', encoding='utf-8') as handle:
+        json.dump(holder, handle)
+    before = site.ledger_bytes()
+    run = site.rollout('v2', rc=2)
+    assert 'alice' in run.output
+    assert site.release_dirs() == ['v1']
+    assert site.ledger_bytes() == before
+    assert site.served() == 'v1'
+    with open(lock, encoding='utf-8') as handle:
+        assert json.load(handle)['owner'] == 'alice', "someone else's lock must survive"
+
+
+def test_direct_path_without_service_or_checks(site):
+    """Nothing to restart or check: one release call stages, switches, marks ok and unlocks."""
+    extra = site.vars_file('direct', {'redbutton_service': {'manager': 'none'}, 'redbutton_health_checks': []})
+    first = site.rollout('v1', *extra)
+    assert 'in direct mode' in first.output
+    site.rollout('v2', *extra)
+    assert site.current() == 'v2' and site.statuses() == {'v1': 'ok', 'v2': 'ok'}
+    rerun = site.rollout('v2', *extra)
+    assert rerun.recap['changed'] == 0, rerun
+    site.rollback(*extra)
+    assert site.current() == 'v1' and site.statuses() == {'v1': 'ok', 'v2': 'rolled_back'}
+    assert not site.locked()
+    again = site.rollback(*extra)
+    assert again.recap['changed'] == 0, again
+    assert site.current() == 'v1'
+
+
+def test_keep_releases_prunes_old_ones(site):
+    extra = site.vars_file('keep', {'redbutton_service': {'manager': 'none'}, 'redbutton_health_checks': [],
+                                    'redbutton_keep_releases': 1})
+    site.rollout('v1', *extra)
+    site.rollout('v2', *extra)
+    # v1 is the rollback target, so it is kept even with keep 1.
+    assert site.release_dirs() == ['v1', 'v2']
+    path, _checksum = site.artifacts['v1']
+    site.playbook('redbutton.deploy.rollout', '-e', 'redbutton_release=v1b', '-e', 'redbutton_artifact=%s' % path, *extra)
+    assert site.release_dirs() == ['v1b', 'v2']
+    assert site.current() == 'v1b'
