@@ -103,3 +103,14 @@ def test_keep_releases_prunes_old_ones(site):
     site.playbook('redbutton.deploy.rollout', '-e', 'redbutton_release=v1b', '-e', 'redbutton_artifact=%s' % path, *extra)
     assert site.release_dirs() == ['v1b', 'v2']
     assert site.current() == 'v1b'
+
+
+def test_minimal_variables(site):
+    """Only a root and an artifact: no app name, no service, no checks, the id from the checksum."""
+    path, checksum = site.artifacts['v1']
+    site.playbook('redbutton.deploy.rollout', '-e', 'redbutton_root=%s' % site.root, '-e', 'redbutton_artifact=%s' % path, plain=True)
+    derived = 'sha256-' + checksum.split(':', 1)[1][:12]
+    assert site.current() == derived
+    assert site.statuses() == {derived: 'ok'}
+    missing = site.playbook('redbutton.deploy.rollout', '-e', 'redbutton_root=%s' % site.root, plain=True, rc=2)
+    assert 'redbutton_artifact' in missing.output
