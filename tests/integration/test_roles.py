@@ -114,3 +114,20 @@ def test_minimal_variables(site):
     assert site.statuses() == {derived: 'ok'}
     missing = site.playbook('redbutton.deploy.rollout', '-e', 'redbutton_root=%s' % site.root, plain=True, rc=2)
     assert 'redbutton_artifact' in missing.output
+
+
+def test_rollback_without_a_previous_release_changes_nothing(site):
+    site.rollout('v1')
+    before = site.ledger_bytes()
+    run = site.rollback(rc=2)
+    assert 'release: previous has no target' in run.output
+    assert 'current was not changed' in run.output
+    assert site.ledger_bytes() == before
+    site.assert_state('v1', {'v1': 'ok'})
+
+
+def test_rehearse_needs_an_earlier_release(site):
+    path, _checksum = site.artifacts['v1']
+    run = site.playbook('redbutton.deploy.rehearse', '-e', 'redbutton_release=v1', '-e', 'redbutton_artifact=%s' % path, rc=2)
+    assert 'no earlier good release to roll back to' in run.output
+    site.assert_state('v1', {'v1': 'ok'})
