@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 # Copyright: redbutton.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Benchmark of the rollout and rollback playbooks on localhost (issue 3, item 12).
@@ -76,7 +75,7 @@ class Bench(object):
         self.tasks = {}
 
     def build(self):
-        base, _ = build_releases.build_release(os.path.join(self.workdir, 'art'), 'v1')
+        base, _checksum = build_releases.build_release(os.path.join(self.workdir, 'art'), 'v1')
         big, checksum = build_releases.build_release(os.path.join(self.workdir, 'art'), 'v2', 2000, 10 * 1024)
         self.artifacts = {'v1': base, 'v2': big}
         return big, checksum
