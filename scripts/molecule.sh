@@ -32,6 +32,7 @@ leftovers() {
 
 cleanup() {
     local names
+    command -v podman >/dev/null || return 0
     names=$(leftovers)
     if [ -n "$names" ]; then
         say "removing containers left behind: $(echo $names)"
@@ -40,8 +41,10 @@ cleanup() {
     podman network ls --filter "name=^$PREFIX" --format '{{.Name}}' | xargs -r podman network rm --force >/dev/null
     podman volume ls --filter "name=^$PREFIX" --format '{{.Name}}' | xargs -r podman volume rm --force >/dev/null
 }
+interrupted=
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+# Ctrl-C also reaches molecule, which destroys its instances; then stop, run no more scenarios.
+trap 'interrupted=1' INT TERM
 
 if [ $# -gt 0 ]; then
     scenarios=("$@")
@@ -75,12 +78,17 @@ for name in "${scenarios[@]}"; do
     fi
     took[$name]=$(( $(date +%s) - start ))
     cleanup
+    if [ -n "$interrupted" ]; then
+        say "interrupted: not running the scenarios after $name"
+        break
+    fi
 done
 
 {
     echo
     echo "molecule.sh: base image     ${image_time} s"
     for name in "${scenarios[@]}"; do
+        [ -n "${took[$name]:-}" ] || continue
         printf 'molecule.sh: %-14s %4d s  %s\n' "$name" "${took[$name]}" "${result[$name]}"
     done
     printf 'molecule.sh: %-14s %4d s\n' total $(( $(date +%s) - start_all ))
@@ -90,6 +98,9 @@ left=$(leftovers)
 if [ -n "$left" ]; then
     say "containers still present after cleanup: $left"
     exit 1
+fi
+if [ -n "$interrupted" ]; then
+    exit 130
 fi
 if [ ${#failed[@]} -gt 0 ]; then
     say "failed scenarios: ${failed[*]}"

@@ -10,7 +10,7 @@ set -euo pipefail
 
 PACKAGES=(
     podman runc conmon slirp4netns uidmap fuse-overlayfs   # container engine (rootless-capable)
-    debootstrap                                            # base image for the Molecule scenarios
+    debootstrap debian-archive-keyring                     # base image for the Molecule scenarios
     postgresql postgresql-client                           # database tests
 )
 
