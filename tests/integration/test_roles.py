@@ -131,3 +131,23 @@ def test_rehearse_needs_an_earlier_release(site):
     run = site.playbook('redbutton.deploy.rehearse', '-e', 'redbutton_release=v1', '-e', 'redbutton_artifact=%s' % path, rc=2)
     assert 'no earlier good release to roll back to' in run.output
     site.assert_state('v1', {'v1': 'ok'})
+
+
+def test_check_mode_predicts_and_changes_nothing(site):
+    """The four-run pattern: check, real, check again, real again."""
+    site.rollout('v1')
+    before = site.ledger_bytes()
+    predicted = site.rollout('v2', '--check', '--diff')
+    assert predicted.recap['changed'] > 0, predicted
+    assert site.ledger_bytes() == before and site.release_dirs() == ['v1']
+    site.assert_state('v1', {'v1': 'ok'})
+    site.rollout('v2')
+    site.assert_state('v2', {'v1': 'ok', 'v2': 'ok'})
+    assert site.rollout('v2', '--check').recap['changed'] == 0
+    assert site.rollout('v2').recap['changed'] == 0
+    # And back: a predicted rollback changes nothing either.
+    before = site.ledger_bytes()
+    predicted = site.rollback('--check', '--diff')
+    assert predicted.recap['changed'] > 0, predicted
+    assert site.ledger_bytes() == before
+    site.assert_state('v2', {'v1': 'ok', 'v2': 'ok'})
