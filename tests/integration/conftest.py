@@ -84,8 +84,8 @@ class Site(object):
         return ['-e', '@' + path]
 
     def playbook(self, name, *extra, rc=0, plain=False):
-        """Run a playbook with the sample app's variables, or with plain=True only the inventory."""
-        args = [name] + (['-i', self.inventory] if plain else self.base_args()) + list(extra)
+        """Run a playbook with the sample app's variables, or with plain=True only with the arguments given."""
+        args = [name] + ([] if plain else self.base_args()) + list(extra)
         proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')] + args,
                               env=self.env, capture_output=True, text=True, check=False)
         run = Run(args, proc)

@@ -7,6 +7,7 @@ restart or check)."""
 
 import json
 import os
+import sys
 
 
 def test_incoherent_service_is_refused_before_anything_changes(site):
@@ -108,11 +109,12 @@ def test_keep_releases_prunes_old_ones(site):
 def test_minimal_variables(site):
     """Only a root and an artifact: no app name, no service, no checks, the id from the checksum."""
     path, checksum = site.artifacts['v1']
-    site.playbook('redbutton.deploy.rollout', '-e', 'redbutton_root=%s' % site.root, '-e', 'redbutton_artifact=%s' % path, plain=True)
+    site.playbook('redbutton.deploy.rollout', '-i', site.inventory, '-e', 'redbutton_root=%s' % site.root,
+                  '-e', 'redbutton_artifact=%s' % path, plain=True)
     derived = 'sha256-' + checksum.split(':', 1)[1][:12]
     assert site.current() == derived
     assert site.statuses() == {derived: 'ok'}
-    missing = site.playbook('redbutton.deploy.rollout', '-e', 'redbutton_root=%s' % site.root, plain=True, rc=2)
+    missing = site.playbook('redbutton.deploy.rollout', '-i', site.inventory, '-e', 'redbutton_root=%s' % site.root, plain=True, rc=2)
     assert 'redbutton_artifact' in missing.output
 
 
@@ -151,3 +153,25 @@ def test_check_mode_predicts_and_changes_nothing(site):
     assert predicted.recap['changed'] > 0, predicted
     assert site.ledger_bytes() == before
     site.assert_state('v2', {'v1': 'ok', 'v2': 'ok'})
+
+
+def test_batches_agree_on_the_release_id_and_a_failure_stops_later_batches(site, tmp_path):
+    """Two hosts in batches of one: the id derived on the controller is the same on both; a
+    host that fails stops the batches after it (max_fail_percentage 0)."""
+    path, checksum = site.artifacts['v1']
+    roots = dict((host, str(tmp_path / host)) for host in ('web1', 'web2', 'web3'))
+    inventory = tmp_path / 'fleet.ini'
+    lines = ['%s ansible_connection=local ansible_python_interpreter=%s redbutton_root=%s' % (host, sys.executable, root)
+             for host, root in sorted(roots.items())]
+    inventory.write_text('\n'.join(lines) + '\n')
+    args = ['-i', str(inventory), '-e', 'redbutton_artifact=%s' % path, '-e', 'redbutton_serial=1']
+    site.playbook('redbutton.deploy.rollout', *args, '-e', 'redbutton_hosts=web1:web2', plain=True)
+    derived = 'sha256-' + checksum.split(':', 1)[1][:12]
+    for host in ('web1', 'web2'):
+        assert os.readlink(os.path.join(roots[host], 'current')) == os.path.join('releases', derived)
+    # web2 fails (a wrong checksum as its host variable): web3, in the next batch, is not touched.
+    lines[1] += ' redbutton_artifact_checksum=sha256:' + '0' * 64
+    inventory.write_text('\n'.join(lines) + '\n')
+    run = site.playbook('redbutton.deploy.rollout', *args, plain=True, rc=2)
+    assert 'checksum mismatch' in run.output
+    assert not os.path.exists(roots['web3'])
