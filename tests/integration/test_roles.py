@@ -175,3 +175,12 @@ def test_batches_agree_on_the_release_id_and_a_failure_stops_later_batches(site,
     run = site.playbook('redbutton.deploy.rollout', *args, plain=True, rc=2)
     assert 'checksum mismatch' in run.output
     assert not os.path.exists(roots['web3'])
+
+
+def test_a_failure_after_verification_does_not_roll_back_a_healthy_release(site, tmp_path):
+    hook = tmp_path / 'after_finish.yml'
+    hook.write_text('- name: Notify a chat that is down\n  ansible.builtin.fail:\n    msg: chat unreachable\n')
+    site.rollout('v1')
+    run = site.rollout('v2', '-e', 'redbutton_after_finish=%s' % hook, rc=2)
+    assert 'passed its health checks, then failed at Notify a chat that is down: chat unreachable' in run.output
+    site.assert_state('v2', {'v1': 'ok', 'v2': 'ok'})
