@@ -184,3 +184,12 @@ def test_a_failure_after_verification_does_not_roll_back_a_healthy_release(site,
     run = site.rollout('v2', '-e', 'redbutton_after_finish=%s' % hook, rc=2)
     assert 'passed its health checks, then failed at Notify a chat that is down: chat unreachable' in run.output
     site.assert_state('v2', {'v1': 'ok', 'v2': 'ok'})
+
+
+def test_artifact_already_on_the_host(site):
+    extra = site.vars_file('direct', {'redbutton_service': {'manager': 'none'}, 'redbutton_health_checks': []})
+    path, checksum = site.artifacts['v2']
+    site.rollout('v2', *extra, '-e', 'redbutton_artifact_remote=true', '-e', 'redbutton_artifact_checksum=%s' % checksum)
+    assert site.current() == 'v2' and site.statuses() == {'v2': 'ok'}
+    assert site.ledger()['releases']['v2']['checksum'] == checksum
+    assert site.ledger()['releases']['v2']['source'] == path
