@@ -7,44 +7,18 @@
 #
 # Molecule runs from the collection root: seeing galaxy.yml there, it takes its scenarios
 # from extensions/molecule/<name>/ and its base config from extensions/molecule/config.yml.
-# Whatever happens (a failed scenario, Ctrl-C), the scenarios' containers, and any
-# network or volume they made, are removed: they all carry Molecule's label owner=molecule
-# and our name prefix rb-, and nothing else is touched.
+#
+# Whatever happens (a failed scenario, Ctrl-C), the containers of the scenario that ran,
+# and any network or volume of its name, are removed afterwards. A scenario's instances
+# are named rb-<scenario> or rb-<scenario>-<n> (with - for _) and carry Molecule's label
+# owner=molecule; nothing else is touched, not even other scenarios' containers.
+# Two runs in one checkout at the same time collide anyway (Molecule keeps one state
+# directory per scenario and project), so do not start a second one.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-export PATH="$repo/.venv/bin:$PATH"
-export CONTAINERS_CONF="$repo/tests/containers/containers.conf"
-# This collection through the `make link` symlink, then the collections the `ansible`
-# package bundles in the venv (the podman driver needs containers.podman): named
-# explicitly because the Makefile turns ANSIBLE_COLLECTIONS_SCAN_SYS_PATH off.
-bundled=$(python -c 'import ansible_collections.containers.podman as m, os; print(os.path.abspath(m.__path__[0] + "/../../.."))')
-export ANSIBLE_COLLECTIONS_PATH="${ANSIBLE_COLLECTIONS_PATH:-$repo/.build/collections}:$bundled"
-export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
-export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
-PREFIX=rb-
 
 say() { echo "molecule.sh: $*" >&2; }
-
-leftovers() {
-    podman ps -a --filter label=owner=molecule --filter "name=^$PREFIX" --format '{{.Names}}'
-}
-
-cleanup() {
-    local names
-    command -v podman >/dev/null || return 0
-    names=$(leftovers)
-    if [ -n "$names" ]; then
-        say "removing containers left behind: $(echo $names)"
-        echo "$names" | xargs podman rm --force --volumes --time 2 >/dev/null
-    fi
-    podman network ls --filter "name=^$PREFIX" --format '{{.Name}}' | xargs -r podman network rm --force >/dev/null
-    podman volume ls --filter "name=^$PREFIX" --format '{{.Name}}' | xargs -r podman volume rm --force >/dev/null
-}
-interrupted=
-trap cleanup EXIT
-# Ctrl-C also reaches molecule, which destroys its instances; then stop, run no more scenarios.
-trap 'interrupted=1' INT TERM
 
 if [ $# -gt 0 ]; then
     scenarios=("$@")
@@ -59,6 +33,41 @@ for name in "${scenarios[@]}"; do
         say "no scenario '$name' (there is no extensions/molecule/$name/molecule.yml)"; exit 2; }
 done
 
+export PATH="$repo/.venv/bin:$PATH"
+export CONTAINERS_CONF="$repo/tests/containers/containers.conf"
+# This collection through the `make link` symlink, then the collections the `ansible`
+# package bundles in the venv (the podman driver needs containers.podman): named
+# explicitly because the Makefile turns ANSIBLE_COLLECTIONS_SCAN_SYS_PATH off.
+bundled=$(python -c 'import ansible_collections.containers.podman as m, os; print(os.path.abspath(m.__path__[0] + "/../../.."))')
+export ANSIBLE_COLLECTIONS_PATH="${ANSIBLE_COLLECTIONS_PATH:-$repo/.build/collections}:$bundled"
+export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
+export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
+
+# The names a scenario's instances, networks and volumes may have.
+names_of() { echo "^rb-${1//_/-}(-[0-9]+)?\$"; }
+
+leftovers() {  # containers of scenario $1 that still exist
+    podman ps -a --filter label=owner=molecule --format '{{.Names}}' | { grep -E "$(names_of "$1")" || true; }
+}
+
+cleanup() {  # remove what scenario $1 left behind
+    local pattern names
+    pattern=$(names_of "$1")
+    names=$(leftovers "$1")
+    if [ -n "$names" ]; then
+        say "removing containers left behind by $1: $(echo $names)"
+        echo "$names" | xargs podman rm --force --volumes --time 2 >/dev/null
+    fi
+    podman network ls --format '{{.Name}}' | { grep -E "$pattern" || true; } | xargs -r podman network rm --force >/dev/null
+    podman volume ls --format '{{.Name}}' | { grep -E "$pattern" || true; } | xargs -r podman volume rm --force >/dev/null
+}
+
+running=
+interrupted=
+trap '[ -z "$running" ] || cleanup "$running"' EXIT
+# Ctrl-C also reaches molecule, which destroys its instances; then stop, run no more scenarios.
+trap 'interrupted=1' INT TERM
+
 start_all=$(date +%s)
 REDBUTTON_MOLECULE_IMAGE=$(scripts/build-image.sh)
 export REDBUTTON_MOLECULE_IMAGE
@@ -69,15 +78,23 @@ failed=()
 for name in "${scenarios[@]}"; do
     say "scenario $name: molecule test -s $name"
     start=$(date +%s)
+    running=$name
     if molecule test -s "$name"; then
         result[$name]=passed
     else
+        # molecule destroys the instances after a failure too; cleanup catches what it could not
         result[$name]=FAILED
         failed+=("$name")
-        # molecule destroys after a failure too (destroy: always), this catches what it could not
     fi
     took[$name]=$(( $(date +%s) - start ))
-    cleanup
+    cleanup "$name"
+    running=
+    left=$(leftovers "$name")
+    if [ -n "$left" ]; then
+        say "containers of $name still present after cleanup: $left"
+        result[$name]="${result[$name]}, containers left: $left"
+        failed+=("$name")
+    fi
     if [ -n "$interrupted" ]; then
         say "interrupted: not running the scenarios after $name"
         break
@@ -94,11 +111,6 @@ done
     printf 'molecule.sh: %-14s %4d s\n' total $(( $(date +%s) - start_all ))
 } >&2
 
-left=$(leftovers)
-if [ -n "$left" ]; then
-    say "containers still present after cleanup: $left"
-    exit 1
-fi
 if [ -n "$interrupted" ]; then
     exit 130
 fi

@@ -134,8 +134,12 @@ def test_system_deps_nothing_to_do(fake_system):
 
 # --- molecule.sh -----------------------------------------------------------------------
 
-def test_molecule_rejects_an_unknown_scenario_before_building_anything():
-    result = run('molecule.sh', 'no_such_scenario')
+def test_molecule_rejects_an_unknown_scenario_before_touching_podman(tmp_path):
+    """A typo must not build images or remove anyone's containers (a podman stand-in logs its calls)."""
+    write(tmp_path / 'bin' / 'podman', '#!/bin/sh\necho "$*" >>"$PODMAN_LOG"\n', 0o755)
+    log = tmp_path / 'podman.log'
+    result = run('molecule.sh', 'default', 'no_such_scenario',
+                 env={'PATH': '%s:%s' % (tmp_path / 'bin', os.environ['PATH']), 'PODMAN_LOG': str(log)})
     assert result.returncode == 2
     assert "no scenario 'no_such_scenario'" in result.stderr
-    assert 'build-image' not in result.stderr
+    assert not log.exists(), 'podman was called: %s' % log.read_text()
