@@ -114,7 +114,13 @@ def test_status_prints_the_table(site):
     assert '"v1        ok           previous (rollback target)"' in run.output
     assert '"v2        ok           current"' in run.output
     assert 'last switch: v1 -> v2 (rollout)' in run.output
+    assert 'activated v2 (from v1), rollout by pytest' in run.output
     assert '"lock: free"' in run.output
+
+
+def test_status_of_a_host_without_releases(site):
+    run = site.playbook('redbutton.deploy.status')
+    assert '"no releases under %s"' % site.root in run.output
 
 
 def test_verify_playbook(site):
