@@ -50,21 +50,24 @@ lint: venv-test link
 sanity: venv-test
 	scripts/sanity.sh
 
-unit: venv-test link
-	$(BIN)/python -m pytest tests/unit -q
+## unit: pytest of the module logic; the PostgreSQL tests run against a real server
+unit: venv-test link system-deps
+	eval "$$(scripts/postgres.sh)" && $(BIN)/python -m pytest tests/unit -q
 
 ## build: the collection tarball builds and installs into a temporary path
 build: venv-test
 	scripts/build-install.sh
 
-integration: venv-test link
-	$(BIN)/python -m pytest tests/integration -q
+integration: venv-test link system-deps
+	eval "$$(scripts/postgres.sh)" && $(BIN)/python -m pytest tests/integration -q
 
 molecule: venv-test link system-deps
 	scripts/molecule.sh
 
+## bench: speed against references measured in the same run (not part of make test)
 bench: venv-test link
 	$(BIN)/python tests/bench/bench_rollout.py
+	$(BIN)/python tests/bench/bench_baseline.py
 
 clean:
 	rm -rf .build tests/output redbutton-deploy-*.tar.gz

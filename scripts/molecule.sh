@@ -55,7 +55,7 @@ cleanup() {  # remove what scenario $1 left behind
     pattern=$(names_of "$1")
     names=$(leftovers "$1")
     if [ -n "$names" ]; then
-        say "removing containers left behind by $1: $(echo $names)"
+        say "removing containers left behind by $1: ${names//$'\n'/ }"
         echo "$names" | xargs podman rm --force --volumes --time 2 >/dev/null
     fi
     podman network ls --format '{{.Name}}' | { grep -E "$pattern" || true; } | xargs -r podman network rm --force >/dev/null

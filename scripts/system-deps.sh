@@ -12,6 +12,7 @@ PACKAGES=(
     podman runc conmon slirp4netns uidmap fuse-overlayfs   # container engine (rootless-capable)
     debootstrap debian-archive-keyring                     # base image for the Molecule scenarios
     postgresql postgresql-client                           # database tests
+    shellcheck                                             # ansible-test sanity checks the scripts
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
