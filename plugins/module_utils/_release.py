@@ -44,6 +44,8 @@ SHARED_DIR = 'shared'
 CURRENT_LINK = 'current'
 STAGING_PREFIX = '.staging-'
 TRASH_PREFIX = '.trash-'
+# last_switch reasons that mean "this switch undid a release" (see the `once` option).
+ROLLBACK_REASONS = ('rollback', 'auto_rollback')
 
 RELEASE_ARGUMENT_SPEC = dict(
     release=dict(type='str'),
@@ -64,6 +66,7 @@ RELEASE_ARGUMENT_SPEC = dict(
     lock_ttl=dict(type='int', default=DEFAULT_TTL),
     unlock=dict(type='bool', default=False),
     unlock_if_current=dict(type='bool', default=False),
+    once=dict(type='bool', default=False),
     # Hidden, set by the action plugin: ask before uploading, and what the checksum covers.
     _probe=dict(type='bool', default=False),
     _checksum_of=dict(type='str', choices=['archive', 'tree'], default='archive'),
@@ -209,6 +212,8 @@ class ReleaseManager(object):
 
     def _resolve_id(self, state):
         requested = self.params.get('release')
+        if requested == 'previous' and self.params.get('once') and self._already_rolled_back():
+            return self.current
         if requested == 'previous':
             target = self.ledger.previous(self.current, present=self.present)
             if target is None:
@@ -224,6 +229,13 @@ class ReleaseManager(object):
         if state is not None or self.params.get('status') or self.params.get('metadata'):
             raise RedbuttonError('release is required: give a release id, "previous", or src to derive the id from its checksum')
         return None
+
+    def _already_rolled_back(self):
+        """Whether the last switch was a rollback (manual or automatic) to the release that is
+        current now: then a rollback with `once` has nothing left to undo."""
+        last = self.ledger.data.get('last_switch') or {}
+        return bool(self.current and last.get('reason') in ROLLBACK_REASONS and last.get('to') == self.current
+                    and self.ledger.get(self.current) is not None)
 
     # the call ----------------------------------------------------------------------------
     def run(self):
@@ -521,6 +533,7 @@ class ReleaseManager(object):
             'locked': self.locked,
             'pruned': self.pruned,
             'releases': release_view(self.root, self.ledger, self.current),
+            'last_switch': self.ledger.data.get('last_switch'),
         }
         if self.check_mode:
             for item in result['releases']:

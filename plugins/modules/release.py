@@ -165,6 +165,16 @@ options:
         and of identical content before this call (nothing to roll out).
     type: bool
     default: false
+  once:
+    description:
+      - With O(release=previous), do not go further back than one rollback. When the last switch recorded in
+        the ledger (C(last_switch)) was a rollback (reason C(rollback) or C(auto_rollback)) to the release that
+        is current now, C(previous) resolves to the current release itself, so O(state=active) has nothing
+        to do and the task reports no change (RV(up_to_date) when that release is C(ok)).
+      - Without it, every call with O(release=previous) moves one release further back.
+      - Ignored when O(release) names a release.
+    type: bool
+    default: false
   _probe:
     description:
       - Internal, set by the action plugin; do not set it. Without O(src), answer RV(needs_src=true) instead of
@@ -230,6 +240,15 @@ EXAMPLES = r'''
   redbutton.deploy.release:
     root: /srv/app
     release: previous
+    state: active
+    previous_status: rolled_back
+    reason: rollback
+
+- name: Roll back unless the last switch already was a rollback (running it twice changes nothing)
+  redbutton.deploy.release:
+    root: /srv/app
+    release: previous
+    once: true
     state: active
     previous_status: rolled_back
     reason: rollback
@@ -314,6 +333,16 @@ releases:
       present: true
       current: false
       activated_seq: 3
+last_switch:
+  description: The ledger's record of the last switch of C(current) after the call, or null when there was none.
+  returned: always
+  type: dict
+  sample:
+    from: v2
+    to: v1
+    reason: rollback
+    time: '2026-11-26T05:00:00Z'
+    by: alice
 needs_src:
   description: Internal answer to the action plugin's first question; true when the release must be uploaded.
   returned: when the action plugin asks before uploading

@@ -389,6 +389,70 @@ def test_previous_without_target_lists_the_releases(app, tmp_path):
     assert os.readlink(str(app / 'current')) == 'releases/v1'
 
 
+def three_releases_rolled_back_once(app, tmp_path):
+    """v1, v2, v3 all ok, then one rollback (v3 -> v2, v2 verified ok) as the rollback role does it."""
+    for name in ('v1', 'v2', 'v3'):
+        deploy(app, tmp_path, name, status='ok')
+    return run(app, release='previous', once=True, state='active', previous_status='rolled_back', reason='rollback',
+               status='ok')
+
+
+def test_once_rolls_back_when_the_last_switch_was_a_rollout(app, tmp_path):
+    first = three_releases_rolled_back_once(app, tmp_path)
+    assert first['changed'] and first['release'] == 'v2' and first['current_before'] == 'v3'
+    assert first['last_switch'] == dict(first['last_switch'], **{'from': 'v3', 'to': 'v2', 'reason': 'rollback'})
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+def test_once_stays_after_a_rollback(app, tmp_path, check_mode):
+    three_releases_rolled_back_once(app, tmp_path)
+    before = snapshot(app)
+    again = run(app, check_mode=check_mode, release='previous', once=True, state='active',
+                previous_status='rolled_back', reason='rollback', status='ok')
+    assert not again['changed'] and again['up_to_date']
+    assert again['release'] == 'v2' and again['current'] == again['current_before'] == 'v2'
+    assert again['previous'] == 'v1'
+    assert snapshot(app) == before  # no ledger event, v2 not marked rolled_back
+
+
+def test_once_stays_after_an_automatic_rollback_even_when_not_ok(app, tmp_path):
+    deploy(app, tmp_path, 'v1', status='ok')
+    deploy(app, tmp_path, 'v2')
+    run(app, release='v1', state='active', previous_status='failed', reason='auto_rollback')
+    run(app, release='v1', status='failed')  # say its verification failed afterwards: still no further back
+    deploy(app, tmp_path, 'v0', state='staged')
+    result = run(app, release='previous', once=True, state='active', previous_status='rolled_back', reason='rollback')
+    assert result['release'] == 'v1' and not result['up_to_date'] and result['current'] == 'v1'
+
+
+def test_without_once_previous_goes_further_back(app, tmp_path):
+    three_releases_rolled_back_once(app, tmp_path)
+    result = run(app, release='previous', state='active', previous_status='rolled_back', reason='rollback')
+    assert result['changed'] and result['release'] == 'v1' and result['current'] == 'v1'
+    assert ledger(app)['releases']['v2']['status'] == 'rolled_back'
+
+
+def test_once_ignores_a_rollback_that_is_no_longer_current(app, tmp_path):
+    three_releases_rolled_back_once(app, tmp_path)
+    run(app, release='v3', state='active', reason='rollout', status='ok')  # rolled out again by hand
+    result = run(app, release='previous', once=True, state='active', previous_status='rolled_back', reason='rollback')
+    assert result['changed'] and result['release'] == 'v2' and result['current'] == 'v2'
+
+
+def test_once_follows_the_current_symlink_not_the_ledger_record(app, tmp_path):
+    three_releases_rolled_back_once(app, tmp_path)
+    os.unlink(str(app / 'current'))
+    os.symlink('releases/v3', str(app / 'current'))  # someone switched by hand, the ledger still says v2
+    result = run(app, release='previous', once=True, state='active', reason='rollback')
+    assert result['changed'] and result['current_before'] == 'v3' and result['release'] == 'v2'
+
+
+def test_once_is_ignored_for_a_named_release(app, tmp_path):
+    three_releases_rolled_back_once(app, tmp_path)
+    result = run(app, release='v1', once=True, state='active', reason='rollback')
+    assert result['changed'] and result['current'] == 'v1'
+
+
 # removal and pruning ----------------------------------------------------------------------
 def test_absent_refuses_current_and_previous_and_removes_others(app, tmp_path):
     for name in ('v1', 'v2', 'v3'):

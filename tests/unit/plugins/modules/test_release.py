@@ -106,3 +106,23 @@ def test_lock_contention_fails_naming_the_holder(capsys, tmp_path):
     rc, result = call(capsys, dict(root=str(root), release='v1', src=archive(tmp_path, 'v1'), lock_owner='run-2'))
     assert rc == 1 and "held by owner 'run-1'" in result['msg']
     assert not (root / 'releases').exists()
+
+
+def test_once_rollback_twice_four_run_pattern(capsys, tmp_path):
+    root = str(tmp_path / 'app')
+    for version in ('v1', 'v2'):
+        call(capsys, dict(root=root, release=version, src=archive(tmp_path, version), state='active', status='ok'))
+    args = dict(root=root, release='previous', once=True, state='active', previous_status='rolled_back', reason='rollback',
+                status='ok')
+    rc, first_check = call(capsys, args, check_mode=True, diff=True)
+    assert rc == 0 and first_check['changed'] and first_check['release'] == 'v1'
+    assert first_check['diff']['after'] == {'current': 'v1', 'releases': {'v1': 'ok', 'v2': 'rolled_back'}}
+    assert os.readlink(os.path.join(root, 'current')) == 'releases/v2'
+    rc, first = call(capsys, args)
+    assert rc == 0 and first['changed'] and first['current'] == 'v1' and first['last_switch']['reason'] == 'rollback'
+    rc, second_check = call(capsys, args, check_mode=True, diff=True)
+    assert rc == 0 and not second_check['changed'] and second_check['up_to_date'] and second_check['release'] == 'v1'
+    assert second_check['diff']['before'] == second_check['diff']['after']
+    rc, second = call(capsys, args)
+    assert rc == 0 and not second['changed'] and second['current'] == 'v1'
+    assert os.readlink(os.path.join(root, 'current')) == 'releases/v1'
