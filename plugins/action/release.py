@@ -7,8 +7,11 @@ With remote_src false and a src on the controller, the content checksum is compu
 (sha256 of an archive, tree digest of a directory, which is packed into a temporary tar).
 The module is asked once without src: if the host already has that content staged it does
 all the work right away and nothing is transferred. Only otherwise is the artifact copied to
-the remote temporary directory and the module called again to stage it. Check mode never
-transfers anything.
+the remote temporary directory and the module called again to stage it (the host verifies the
+checksum while extracting, in the same pass). Check mode never transfers anything.
+
+With a local connection and no become the host is the controller: the module is called once
+with the controller path, as for remote_src, and nothing is hashed, validated or copied here.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -75,7 +78,8 @@ class LocalArtifact(object):
         return self
 
     def validate(self):
-        """Refuse a malicious artifact before anything leaves the controller (the host checks again)."""
+        """Refuse a malicious artifact on the controller: check mode only, where nothing is uploaded
+        and the host could not see it (otherwise the host checks while extracting)."""
         self.source.validate()
 
     def pack(self):
@@ -92,6 +96,11 @@ class LocalArtifact(object):
 class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False  # only when the host lacks the content; the tmp dir is made then
+
+    def _same_machine(self):
+        """Whether the module runs on the controller as the same user (local connection, no
+        become), so it can read a controller path itself: no probe, no upload, one call."""
+        return self._connection.transport == 'local' and not self._connection.become
 
     @staticmethod
     def _validate(artifact):
@@ -125,6 +134,12 @@ class ActionModule(ActionBase):
                 if real != local:
                     decrypted = real  # a vault-encrypted archive: a temporary plain copy
                 local = real
+            if self._same_machine():
+                # The host is the controller: the module reads src where it is, in one call, and
+                # does what it does for remote_src (checksum, idempotence, checks while extracting).
+                args.update(src=local, remote_src=True, _source=found)
+                result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+                return result
             try:
                 artifact = LocalArtifact(local).prepare()
                 wanted = normalize_checksum(args.get('checksum'))
@@ -148,7 +163,8 @@ class ActionModule(ActionBase):
                 result.update(answer)
                 return result
 
-            self._validate(artifact)
+            # No listing here: the host checks every member while extracting, before the release
+            # gets its real name, and reading the archive twice would cost more than it saves.
             if self._connection._shell.tmpdir is None:
                 self._make_tmp_path()
             upload = artifact.pack()

@@ -260,29 +260,11 @@ class TarSource(Source):
             raise RedbuttonError('src %s is not a readable tar archive: %s' % (self.path, exc))
 
     def _members_of(self, tar):
-        result = []
         try:
             infos = tar.getmembers()
         except (tarfile.TarError, EOFError, OSError) as exc:
             raise RedbuttonError('src %s is a damaged tar archive: %s' % (self.path, exc))
-        for info in infos:
-            parts = member_parts(info.name)
-            if info.isdir():
-                kind = DIR
-            elif info.issym():
-                kind = SYMLINK
-            elif info.islnk():
-                kind = HARDLINK
-            elif info.isreg():
-                kind = FILE
-            elif info.ischr() or info.isblk():
-                raise RedbuttonError('member %r is a device file; refusing to extract it' % info.name)
-            elif info.isfifo():
-                raise RedbuttonError('member %r is a fifo; refusing to extract it' % info.name)
-            else:
-                raise RedbuttonError('member %r has an unsupported type %r; refusing to extract it' % (info.name, info.type))
-            result.append(Member(info.name, parts, kind, link=info.linkname or None, mode=info.mode, raw=info))
-        return result
+        return [_tar_member(info) for info in infos]
 
     def members(self):
         tar = self._open()
@@ -291,26 +273,160 @@ class TarSource(Source):
         finally:
             tar.close()
 
-    def extract(self, dest):
-        tar = self._open()
+    def extract(self, dest, checksum=None):
+        """Extract into the empty directory dest in one pass over the archive (decompressed once).
+
+        Regular files and directories are written as they stream by, checked member by member
+        (no absolute path, no '..', no device, fifo or duplicate); no symlink or hardlink exists
+        on disk while they are written, so nothing can land outside dest. Links are recorded and
+        created last, after every rule of MemberChecker passed on the complete list. When
+        ``checksum`` is given, the sha256 of the archive bytes read is compared with it at the end.
+        On any error dest is emptied again before the error is raised.
+        """
+        if os.listdir(dest):
+            raise RedbuttonError('extracting %s: the destination %s is not empty' % (self.path, dest))
         try:
-            members = MemberChecker(self._members_of(tar)).check()
-            infos = []
-            for member in members:
-                info = member.raw
-                if member.kind != SYMLINK:
-                    info.mode = _safe_mode(info.mode, member.kind)
-                infos.append(info)
-            # Never give files the archive's owners: the release belongs to whoever stages it.
-            tar.chown = lambda *args, **kwargs: None
-            if hasattr(tarfile, 'data_filter'):
-                tar.extractall(dest, members=infos, filter='data')
-            else:  # Python < 3.11.4 and friends: our own checks above are the guard.
-                tar.extractall(dest, members=infos)
-        except tarfile.TarError as exc:
-            raise RedbuttonError('extracting %s failed: %s' % (self.path, exc))
+            with open(self.path, 'rb') as raw:
+                reader = HashingReader(raw) if checksum is not None else raw
+                members = self._extract_stream(reader, dest)
+                if checksum is not None:
+                    reader.drain()
+            MemberChecker(members).check()
+            _create_links(members, dest)
+            if checksum is not None and reader.checksum() != checksum:
+                raise RedbuttonError(
+                    'checksum mismatch for src %s: expected %s, got %s; nothing was staged. Check that the '
+                    'artifact is the one you meant, or fix checksum' % (self.path, checksum, reader.checksum()))
+        except BaseException:
+            _empty_dir(dest)
+            raise
+
+    def _extract_stream(self, reader, dest):
+        """Write files and directories while reading; return every member, links included."""
+        members = []
+        seen = {}
+        dirs = []
+        try:
+            tar = tarfile.open(fileobj=reader, mode='r|*')
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise RedbuttonError('src %s is not a readable tar archive: %s' % (self.path, exc))
+        try:
+            for info in tar:
+                member = _tar_member(info)
+                members.append(member)
+                if not member.parts:
+                    if member.kind != DIR:
+                        raise RedbuttonError('member %r would replace the release root itself; refusing it' % member.name)
+                    continue
+                earlier = seen.get(member.path)
+                if earlier is not None and not (earlier.kind == DIR and member.kind == DIR):
+                    raise RedbuttonError(
+                        'member %r appears more than once in the artifact; refusing an ambiguous archive' % member.name)
+                seen[member.path] = member
+                target = os.path.join(dest, *member.parts)
+                if member.kind == DIR:
+                    if not os.path.isdir(target):
+                        os.makedirs(target)
+                    dirs.append((target, info))
+                elif member.kind == FILE:
+                    try:
+                        _write_member(tar, info, target)
+                    except OSError as exc:
+                        raise RedbuttonError('extracting member %r of %s failed: %s' % (member.name, self.path, exc))
+        except (tarfile.TarError, EOFError) as exc:  # tarfile wraps zlib, bz2 and lzma errors
+            raise RedbuttonError('src %s is a damaged tar archive: %s' % (self.path, exc))
         finally:
             tar.close()
+        # Directory modes and times last: writing into them changed their mtimes.
+        for target, info in reversed(dirs):
+            os.chmod(target, _safe_mode(info.mode, DIR))
+            os.utime(target, (info.mtime, info.mtime))
+        return members
+
+
+class HashingReader(object):
+    """A read-only file wrapper that hashes every byte read through it (tarfile's stream mode
+    reads the archive sequentially, so the checksum comes for free)."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.digest = hashlib.sha256()
+
+    def read(self, size=-1):
+        data = self.handle.read(size)
+        self.digest.update(data)
+        return data
+
+    def drain(self):
+        """Hash what tarfile did not need to read (the padding after the end-of-archive)."""
+        for block in iter(lambda: self.read(CHUNK), b''):
+            pass
+
+    def checksum(self):
+        return 'sha256:' + self.digest.hexdigest()
+
+
+def _tar_member(info):
+    """The Member for a TarInfo, refusing unsafe names and special files at once."""
+    parts = member_parts(info.name)
+    if info.isdir():
+        kind = DIR
+    elif info.issym():
+        kind = SYMLINK
+    elif info.islnk():
+        kind = HARDLINK
+    elif info.isreg():
+        kind = FILE
+    elif info.ischr() or info.isblk():
+        raise RedbuttonError('member %r is a device file; refusing to extract it' % info.name)
+    elif info.isfifo():
+        raise RedbuttonError('member %r is a fifo; refusing to extract it' % info.name)
+    else:
+        raise RedbuttonError('member %r has an unsupported type %r; refusing to extract it' % (info.name, info.type))
+    return Member(info.name, parts, kind, link=info.linkname or None, mode=info.mode, raw=info)
+
+
+def _write_member(tar, info, target):
+    """Write a regular file member: never through a link, never over an existing file."""
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        os.makedirs(parent)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
+    mode = _safe_mode(info.mode, FILE)
+    fd = os.open(target, flags, mode)
+    with os.fdopen(fd, 'wb') as handle:
+        source = tar.extractfile(info)
+        shutil.copyfileobj(source, handle, CHUNK)
+        os.fchmod(fd, mode)  # not narrowed by the umask: the same modes as the other sources
+    os.utime(target, (info.mtime, info.mtime))
+
+
+def _create_links(members, dest):
+    """Create the symlinks and hardlinks of an archive whose member list passed MemberChecker."""
+    for member in members:
+        if member.kind not in (SYMLINK, HARDLINK):
+            continue
+        target = os.path.join(dest, *member.parts)
+        parent = os.path.dirname(target)
+        if not os.path.isdir(parent):
+            os.makedirs(parent)
+        if member.kind == SYMLINK:
+            os.symlink(member.link, target)
+        else:
+            os.link(os.path.join(dest, *member_parts(member.link)), target, follow_symlinks=False)
+
+
+def _empty_dir(path):
+    """Remove everything inside path (not path itself)."""
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        if os.path.isdir(full) and not os.path.islink(full):
+            shutil.rmtree(full, ignore_errors=True)
+        else:
+            try:
+                os.unlink(full)
+            except OSError:
+                pass
 
 
 class ZipSource(Source):

@@ -23,6 +23,7 @@ import uuid
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._archive import (
     DirectorySource,
+    TarSource,
     normalize_checksum,
     open_source,
     release_id_from_checksum,
@@ -156,6 +157,7 @@ class ReleaseManager(object):
         self.lock_before = None
         self.lock_changed = False
         self.checksum_given = None
+        self.verify_while_extracting = False
 
     # helpers -----------------------------------------------------------------------------
     def present(self, release_id):
@@ -202,6 +204,11 @@ class ReleaseManager(object):
             actual = self.source.checksum()
         elif self.params.get('_checksum_of') == 'tree':
             return self.checksum_given  # verified against the extracted tree while staging
+        elif self.checksum_given and self.params.get('_source') and isinstance(self.source, TarSource):
+            # Uploaded by the action plugin, which hashed it on the controller: verified on the fly
+            # while extracting (one pass over the archive), before the release gets its real name.
+            self.verify_while_extracting = True
+            return self.checksum_given
         else:
             actual = self.source.checksum()
         if self.checksum_given and actual != self.checksum_given:
@@ -361,7 +368,10 @@ class ReleaseManager(object):
         final = release_path(self.root, release_id)
         staging = tempfile.mkdtemp(prefix='%s%s-' % (STAGING_PREFIX, release_id), dir=base)
         try:
-            self.source.extract(staging)
+            if self.verify_while_extracting:
+                self.source.extract(staging, checksum=self.checksum_given)
+            else:
+                self.source.extract(staging)
             checksum = self.content_checksum
             if self.params.get('_checksum_of') == 'tree' and not isinstance(self.source, DirectorySource):
                 checksum = tree_checksum(staging)

@@ -38,7 +38,11 @@ description:
     releases it afterwards, so a rollout step costs one task.
   - When O(src) is on the controller (O(remote_src=false)), the action plugin computes its checksum
     there and asks the host first; the archive is uploaded only when the host does not already have
-    that content staged.
+    that content staged, and the host verifies the checksum while extracting. With a C(local)
+    connection and no become, the module reads the controller path itself in a single call.
+  - A tar archive is decompressed once. Regular files and directories are written into the staging
+    directory as they are read (no link exists there meanwhile), and symlinks and hardlinks are
+    created last, after the complete member list passed every check.
 extends_documentation_fragment:
   - redbutton.deploy.root
   - redbutton.deploy.root.attributes

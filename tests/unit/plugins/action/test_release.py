@@ -82,12 +82,14 @@ class FakeHost(object):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def make_action(host, args, check_mode=False):
+def make_action(host, args, check_mode=False, transport='ssh', become=None):
     task = mock.MagicMock()
     task.args = args
     task.check_mode = check_mode
     task.async_val = 0
     connection = mock.MagicMock()
+    connection.transport = transport
+    connection.become = become
     connection._shell.tmpdir = None
     connection._shell.join_path = os.path.join
     loader = mock.MagicMock()
@@ -115,8 +117,8 @@ def host(tmp_path):
     return FakeHost(str(base))
 
 
-def run_action(host, args, check_mode=False):
-    return make_action(host, dict(args), check_mode=check_mode).run(task_vars={})
+def run_action(host, args, check_mode=False, **connection):
+    return make_action(host, dict(args), check_mode=check_mode, **connection).run(task_vars={})
 
 
 def test_first_run_uploads_second_run_does_not(tmp_path, host):
@@ -181,11 +183,19 @@ def test_checksum_mismatch_is_caught_on_the_controller(tmp_path, host):
     assert host.calls == [] and host.transfers == []
 
 
-def test_malicious_local_archive_is_refused_before_upload(tmp_path, host):
-    src = make_tar(tmp_path / 'evil.tar', [('symlink', 'etc', '/etc')])
-    result = run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=src))
+def test_malicious_local_archive_is_refused_by_the_host_leaving_nothing(tmp_path, host, monkeypatch):
+    from ansible_collections.redbutton.deploy.plugins.module_utils import _archive
+
+    def no_listing(self):
+        raise AssertionError('the controller listed the archive; only check mode needs that')
+
+    src = make_tar(tmp_path / 'evil.tar', [('file', 'ok', 'x'), ('symlink', 'etc', '/etc')])
+    monkeypatch.setattr(_archive.TarSource, 'members', no_listing)
+    result = run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=src, state='active'))
     assert result['failed'] and "'etc'" in result['msg']
-    assert host.transfers == [] and not (tmp_path / 'app' / 'releases').exists()
+    assert len(host.transfers) == 1 and os.listdir(str(tmp_path / 'app' / 'releases')) == []
+    assert not os.path.lexists(str(tmp_path / 'app' / 'current'))
+    assert host.removed == host.tmpdirs and not any(os.path.exists(path) for path in host.tmpdirs)
 
 
 def test_malicious_local_archive_is_refused_in_check_mode(tmp_path, host):
@@ -229,3 +239,57 @@ def test_no_src_is_passed_through(tmp_path, host):
     run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=src))
     result = run_action(host, dict(root=str(tmp_path / 'app'), release='v1', state='active', status='ok'))
     assert result['current'] == 'v1' and result['status'] == 'ok' and len(host.calls) == 3
+
+
+def test_upload_damaged_in_transit_is_refused_while_extracting(tmp_path, host):
+    src = make_tar(tmp_path / 'v1.tar', [('file', 'VERSION', 'v1'), ('file', 'README', 'r' * 600)])
+    root = tmp_path / 'app'
+
+    def damaging(local, remote):
+        host.transfers.append(local)
+        data = bytearray(open(local, 'rb').read())
+        data[600] ^= 0xFF  # inside README's data: the archive still reads, its bytes differ
+        open(remote, 'wb').write(bytes(data))
+        return remote
+
+    host.transfer = damaging
+    result = run_action(host, dict(root=str(root), release='v1', src=src, state='active'))
+    assert result['failed'] and 'checksum mismatch' in result['msg'] and file_checksum(src) in result['msg']
+    assert os.listdir(str(root / 'releases')) == [] and not os.path.lexists(str(root / 'current'))
+    assert not (root / '.redbutton' / 'ledger.json').exists()  # nothing recorded
+
+
+def test_local_connection_stages_in_one_call_without_hashing_or_copying(tmp_path, host, monkeypatch):
+    from ansible_collections.redbutton.deploy.plugins.action import release as action_release
+
+    def no_controller_hash(path):
+        raise AssertionError('hashed on the controller although the module reads the file itself')
+
+    monkeypatch.setattr(action_release, 'file_checksum', no_controller_hash)
+    src = make_tar(tmp_path / 'v1.tar', [('file', 'VERSION', 'v1')])
+    root = tmp_path / 'app'
+    args = dict(root=str(root), release='v1', src=src, state='active', status='ok')
+    first = run_action(host, args, transport='local')
+    assert not first.get('failed'), first
+    assert first['created'] and first['current'] == 'v1' and first['checksum'] == file_checksum(src)
+    assert (root / 'releases' / 'v1' / 'VERSION').read_text() == 'v1'
+    assert host.transfers == [] and host.tmpdirs == [] and len(host.calls) == 1
+    assert host.calls[0]['src'] == src and host.calls[0]['remote_src'] is True and host.calls[0]['_source'] == src
+    assert [item['source'] for item in first['releases']] == [src]
+    second = run_action(host, args, transport='local')
+    assert not second['changed'] and second['up_to_date'] and not second['created'] and len(host.calls) == 2
+
+
+def test_local_connection_stages_a_directory_with_its_tree_checksum(tmp_path, host):
+    src = make_tree(tmp_path / 'build', {'VERSION': 'v1', 'link': ('symlink', 'VERSION')})
+    result = run_action(host, dict(root=str(tmp_path / 'app'), src=src, state='active'), transport='local')
+    digest = tree_checksum(src)
+    assert result['checksum'] == digest and result['release'] == 'sha256-' + digest[7:19]
+    assert tree_checksum(str(tmp_path / 'app' / 'releases' / result['release'])) == digest
+    assert host.transfers == [] and len(host.calls) == 1
+
+
+def test_local_connection_with_become_still_uploads(tmp_path, host):
+    src = make_tar(tmp_path / 'v1.tar', [('file', 'VERSION', 'v1')])
+    result = run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=src), transport='local', become=object())
+    assert result['created'] and host.transfers == [src] and host.calls[0]['_probe']

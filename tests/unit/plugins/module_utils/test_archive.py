@@ -133,6 +133,8 @@ MALICIOUS_TARS = [
     ('block-device', [('blk', 'loop0', None)], 'loop0'),
     ('fifo', [('fifo', 'pipe', None)], 'pipe'),
     ('duplicate-over-symlink', [('file', 'b', 'x'), ('symlink', 'a', 'b'), ('file', 'a', 'y')], 'a'),
+    # The symlink comes after the member that goes through it (files stream out before links exist).
+    ('through-later-symlink', [('dir', 'c', None), ('file', 'a/evil', 'x'), ('symlink', 'a', 'c')], 'a/evil'),
 ]
 
 MALICIOUS_ZIPS = [
@@ -392,3 +394,58 @@ def test_checker_resolve_follows_archive_symlinks():
     assert checker.resolve(['a', 'x']) == 'b/c/x'
     assert checker.resolve(['a', 'd', 'f']) == 'e/f'
     assert checker.resolve(['a', '..', '..', '..']) is None
+
+
+# one-pass extraction ------------------------------------------------------------------------
+def test_extract_verifies_the_checksum_of_the_bytes_it_read(tmp_path):
+    path = make_tar(tmp_path / 'good.tar.gz', GOOD, mode='w:gz')
+    dest = tmp_path / 'out'
+    dest.mkdir()
+    TarSource(path).extract(str(dest), checksum=file_checksum(path))
+    assert (dest / 'VERSION').read_text() == 'v1\n' and os.readlink(str(dest / 'latest')) == 'VERSION'
+    assert os.stat(str(dest / 'VERSION.copy')).st_ino == os.stat(str(dest / 'VERSION')).st_ino
+    other = tmp_path / 'other'
+    other.mkdir()
+    wrong = 'sha256:' + '0' * 64
+    with pytest.raises(RedbuttonError) as caught:
+        TarSource(path).extract(str(other), checksum=wrong)
+    assert wrong in str(caught.value) and file_checksum(path) in str(caught.value)
+    assert os.listdir(str(other)) == []
+
+
+def test_extract_keeps_member_times(tmp_path):
+    archive = tmp_path / 'times.tar'
+    with tarfile.open(str(archive), 'w') as tar:
+        for name, kind in (('dir', tarfile.DIRTYPE), ('dir/file', tarfile.REGTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.mode = 0o755 if kind == tarfile.DIRTYPE else 0o644
+            info.mtime = 1000000000
+            tar.addfile(info, io.BytesIO(b'') if kind == tarfile.REGTYPE else None)
+    dest = tmp_path / 'out'
+    dest.mkdir()
+    TarSource(str(archive)).extract(str(dest))
+    assert os.stat(str(dest / 'dir' / 'file')).st_mtime == 1000000000
+    assert os.stat(str(dest / 'dir')).st_mtime == 1000000000
+
+
+def test_truncated_archive_is_refused_and_leaves_nothing(tmp_path):
+    path = make_tar(tmp_path / 'big.tar.gz', [('file', 'f%d' % i, os.urandom(2000)) for i in range(20)], mode='w:gz')
+    data = open(path, 'rb').read()
+    with open(path, 'wb') as handle:
+        handle.write(data[:len(data) // 2])
+    dest = tmp_path / 'out'
+    dest.mkdir()
+    with pytest.raises(RedbuttonError, match='damaged'):
+        TarSource(path).extract(str(dest))
+    assert os.listdir(str(dest)) == []
+
+
+def test_extract_refuses_a_destination_that_is_not_empty(tmp_path):
+    path = make_tar(tmp_path / 'good.tar', GOOD)
+    dest = tmp_path / 'out'
+    dest.mkdir()
+    (dest / 'keep').write_text('mine')
+    with pytest.raises(RedbuttonError, match='not empty'):
+        TarSource(path).extract(str(dest))
+    assert os.listdir(str(dest)) == ['keep']
