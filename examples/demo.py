@@ -166,6 +166,12 @@ class Demo(object):
         rc, output, elapsed, log = self.playbook('redbutton.deploy.rollback')
         self.expect('rollback', rc, output, log, served='v1', statuses={'v1': 'ok', 'v2': 'rolled_back'})
         self.say('rollback', 'back to v1 (v2 marked rolled_back), verified: serves v1', elapsed)
+        # The rollback compared the host with the baseline rollout v2 recorded before switching.
+        proof = re.search(r'host matches baseline (\S+) \((\d+) files(, shared data intact)?', output)
+        if not proof or proof.group(1) != 'before-v2':
+            raise StoryError('rollback: no comparison with baseline before-v2 in the output, see %s' % log)
+        sys.stdout.write('    rollback: v1 serves again; host matches baseline %s (%s files%s)\n'
+                         % (proof.group(1), proof.group(2), proof.group(3) or ''))
 
         output, elapsed = self.rollout('v2', 'rollout v2 again', statuses={'v1': 'ok', 'v2': 'ok'})
         if self.inode('v2') != v2_inode:
