@@ -171,6 +171,7 @@ def main(argv=None):
         path, checksum = bench.build()
         size = os.path.getsize(path)
         sys.stdout.write('archive: 2,000 files of 10 KiB + the app, %.1f MB compressed, %s\n' % (size / 1e6, checksum))
+        sys.stdout.write('load average before: %.2f %.2f %.2f on %d CPUs\n' % (os.getloadavg() + (os.cpu_count(),)))
         bench.playbook([bench.floor_playbook])  # warm the caches once
         floors, rounds = [], []
         for index in range(args.repeat):
@@ -178,6 +179,8 @@ def main(argv=None):
             rounds.append(bench.round(index))
         text, missed = report(floors, rounds, bench.tasks)
         sys.stdout.write(text + '\n')
+        sys.stdout.write('load average after: %.2f %.2f %.2f (other work on the machine inflates every case, the floor too)\n'
+                         % os.getloadavg())
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 1 if args.strict and missed else 0
