@@ -159,11 +159,37 @@ def report(floors, rounds, tasks):
     return '\n'.join(lines), missed
 
 
+def engine_bench(workdir, path, repeat):
+    """The release engine alone (in-process, no Ansible): a first stage+switch of the archive,
+    against GNU tar extracting the same archive, interleaved in the same run."""
+    sys.path.insert(0, os.path.join(REPO, '.build', 'collections'))
+    from ansible_collections.redbutton.deploy.plugins.module_utils._release import (  # pylint: disable=import-error
+        RELEASE_ARGUMENT_SPEC, ReleaseManager)
+    params = dict((name, spec.get('default')) for name, spec in RELEASE_ARGUMENT_SPEC.items())
+    times = {'tar -xzf': [], 'engine': []}
+    for index in range(repeat):
+        target = os.path.join(workdir, 'tar%d' % index)
+        os.mkdir(target)
+        start = time.monotonic()
+        subprocess.run(['tar', '-xzf', path, '-C', target], check=True)
+        times['tar -xzf'].append(time.monotonic() - start)
+        root = os.path.join(workdir, 'engine%d' % index)
+        start = time.monotonic()
+        ReleaseManager(dict(params, root=root, release='v2', src=path, remote_src=True, state='active', status='ok',
+                            shared_paths=[])).run()
+        times['engine'].append(time.monotonic() - start)
+    tar = statistics.median(times['tar -xzf'])
+    engine = statistics.median(times['engine'])
+    return ('engine alone: stage+switch %.2f s, tar -xzf %.2f s (median of %d, interleaved): ratio %.2fx tar'
+            % (engine, tar, repeat, engine / tar))
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--repeat', type=int, default=3, help='rounds per case; the median is reported (default 3)')
     parser.add_argument('--with-app', action='store_true', help='restart the sample app and run one HTTP health check')
     parser.add_argument('--strict', action='store_true', help='exit 1 when a target is missed')
+    parser.add_argument('--engine', action='store_true', help='also time the release engine alone against tar -xzf')
     args = parser.parse_args(argv)
     workdir = tempfile.mkdtemp(prefix='redbutton-bench-')
     try:
@@ -179,6 +205,8 @@ def main(argv=None):
             rounds.append(bench.round(index))
         text, missed = report(floors, rounds, bench.tasks)
         sys.stdout.write(text + '\n')
+        if args.engine:
+            sys.stdout.write(engine_bench(workdir, path, max(args.repeat, 3)) + '\n')
         sys.stdout.write('load average after: %.2f %.2f %.2f (other work on the machine inflates every case, the floor too)\n'
                          % os.getloadavg())
     finally:
