@@ -37,7 +37,6 @@ class Database:
     def names(self):
         return [row[0] for row in self.query('SELECT name FROM users ORDER BY id')]
 
-
     @staticmethod
     def schema_versions(app):
         """{release id: schema_version recorded in the ledger}."""

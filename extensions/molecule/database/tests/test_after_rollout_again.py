@@ -1,6 +1,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """After `rollout v1, rollout v2, rollback, rollout v2 again`: v2 serves on schema 2 again."""
 
+
 def test_v2_serves_again(app):
     app.assert_serves('v2')
     assert app.statuses() == {'v1': 'ok', 'v2': 'ok'}

@@ -1,6 +1,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """After `rollout v1`: v1 serves on schema 1, with its three users and the one the app added."""
 
+
 def test_v1_serves(app):
     app.assert_serves('v1')
     app.assert_unlocked()

@@ -1,6 +1,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """After `rollout v2` (twice, the second a no-op): v2 serves on schema 2, email backfilled."""
 
+
 def test_v2_serves(app):
     app.assert_serves('v2')
     app.assert_unlocked()
