@@ -7,6 +7,7 @@ verify playbook runs the same comparison on demand."""
 import json
 import os
 
+
 def baseline(site, name):
     path = os.path.join(site.root, '.redbutton', 'baselines', '%s.json' % name)
     if not os.path.exists(path):
