@@ -102,7 +102,7 @@ def fake_system(tmp_path):
     return base, log
 
 
-ALL = 'podman runc conmon slirp4netns uidmap fuse-overlayfs debootstrap debian-archive-keyring postgresql postgresql-client'
+ALL = 'podman runc conmon slirp4netns uidmap fuse-overlayfs debootstrap debian-archive-keyring postgresql postgresql-client shellcheck'
 
 
 def test_system_deps_non_root_prints_the_command_and_fails(fake_system):
@@ -116,7 +116,7 @@ def test_system_deps_non_root_prints_the_command_and_fails(fake_system):
 
 def test_system_deps_root_installs_only_what_is_missing(fake_system):
     env, log = fake_system
-    result = run('system-deps.sh', env=dict(env, INSTALLED='podman runc conmon debootstrap debian-archive-keyring postgresql', FAKE_UID='0'))
+    result = run('system-deps.sh', env=dict(env, INSTALLED='podman runc conmon debootstrap debian-archive-keyring postgresql shellcheck', FAKE_UID='0'))
     assert result.returncode == 0, result.stderr
     assert log.read_text().splitlines() == [
         'update -qq',
