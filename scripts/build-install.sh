@@ -18,10 +18,14 @@ if tar -tzf "$tarball" | grep -E '(^|/)(\.venv|\.build|\.git|tests/output)/' ; t
   echo "build-install: the tarball carries development files (see build_ignore in galaxy.yml)" >&2
   exit 1
 fi
-ansible-galaxy collection install "$tarball" -p "$work/installed" >/dev/null
+# Only the temporary path: the development link (make link) must not count as installed.
 export ANSIBLE_COLLECTIONS_PATH="$work/installed"
+ansible-galaxy collection install --force "$tarball" -p "$work/installed" >/dev/null
 installed="$work/installed/ansible_collections/redbutton/deploy"
-test -f "$installed/MANIFEST.json"
+if ! test -f "$installed/MANIFEST.json"; then
+  echo "build-install: ansible-galaxy did not install $(basename "$tarball") into $work/installed" >&2
+  exit 1
+fi
 
 for module in "$installed"/plugins/modules/*.py; do
   name=$(basename "$module" .py)
