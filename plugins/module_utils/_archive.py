@@ -138,15 +138,8 @@ class MemberChecker(object):
     def check(self):
         seen = {}
         for member in self.members:
-            if not member.parts:
-                if member.kind != DIR:
-                    raise RedbuttonError('member %r would replace the release root itself; refusing it' % member.name)
+            if not admit_member(member, seen):
                 continue
-            earlier = seen.get(member.path)
-            if earlier is not None and not (earlier.kind == DIR and member.kind == DIR):
-                raise RedbuttonError(
-                    'member %r appears more than once in the artifact; refusing an ambiguous archive' % member.name)
-            seen[member.path] = member
             self._check_not_through_symlink(member)
             if member.kind == SYMLINK:
                 self._check_symlink(member)
@@ -314,15 +307,8 @@ class TarSource(Source):
             for info in tar:
                 member = _tar_member(info)
                 members.append(member)
-                if not member.parts:
-                    if member.kind != DIR:
-                        raise RedbuttonError('member %r would replace the release root itself; refusing it' % member.name)
+                if not admit_member(member, seen):
                     continue
-                earlier = seen.get(member.path)
-                if earlier is not None and not (earlier.kind == DIR and member.kind == DIR):
-                    raise RedbuttonError(
-                        'member %r appears more than once in the artifact; refusing an ambiguous archive' % member.name)
-                seen[member.path] = member
                 target = os.path.join(dest, *member.parts)
                 if member.kind == DIR:
                     if not os.path.isdir(target):
@@ -364,6 +350,24 @@ class HashingReader(object):
 
     def checksum(self):
         return 'sha256:' + self.digest.hexdigest()
+
+
+def admit_member(member, seen):
+    """Record member in seen (path -> Member); False for the release root's own directory entry.
+
+    Refuses a member that would replace the release root and a path that appears twice (only a
+    directory may be repeated), the checks every archive kind and the streaming tar path share.
+    """
+    if not member.parts:
+        if member.kind != DIR:
+            raise RedbuttonError('member %r would replace the release root itself; refusing it' % member.name)
+        return False
+    earlier = seen.get(member.path)
+    if earlier is not None and not (earlier.kind == DIR and member.kind == DIR):
+        raise RedbuttonError(
+            'member %r appears more than once in the artifact; refusing an ambiguous archive' % member.name)
+    seen[member.path] = member
+    return True
 
 
 def _tar_member(info):

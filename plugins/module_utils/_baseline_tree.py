@@ -63,6 +63,18 @@ def default_workers():
     return max(1, min(MAX_WORKERS, cpus))
 
 
+def _cached_name(cache, lookup, ident):
+    """The user or group name of ident (pwd.getpwuid / grp.getgrgid), or the number when it has none."""
+    name = cache.get(ident)
+    if name is None:
+        try:
+            name = lookup(ident)[0]  # pw_name and gr_name are both the first field
+        except KeyError:
+            name = str(ident)
+        cache[ident] = name
+    return name
+
+
 class TreeError(Exception):
     """The tree could not be read (permission denied, I/O error ...)."""
 
@@ -302,24 +314,10 @@ class TreeScanner(object):
         self._groups = {}
 
     def _owner(self, uid):
-        name = self._users.get(uid)
-        if name is None:
-            try:
-                name = pwd.getpwuid(uid).pw_name
-            except KeyError:
-                name = str(uid)
-            self._users[uid] = name
-        return name
+        return _cached_name(self._users, pwd.getpwuid, uid)
 
     def _group(self, gid):
-        name = self._groups.get(gid)
-        if name is None:
-            try:
-                name = grp.getgrgid(gid).gr_name
-            except KeyError:
-                name = str(gid)
-            self._groups[gid] = name
-        return name
+        return _cached_name(self._groups, grp.getgrgid, gid)
 
     def _meta(self, st, kind):
         entry = {'type': kind, 'mode': '%04o' % stat.S_IMODE(st.st_mode),
