@@ -27,6 +27,7 @@ __metaclass__ = type
 
 import os
 import re
+import signal
 import time
 import uuid
 
@@ -364,7 +365,14 @@ class Transition(object):
                                  'or undoes this one' % (self.direction, self.root, exc))
         return self._result()
 
+    def _kill_point(self, when, step):
+        """Test hook (docs: DEVELOPERS.md): REDBUTTON_KILL_AT=<direction>:<before|after>:<step> kills this process's
+        group with SIGKILL at that point, as an operator's Ctrl-C or a dead controller would. Never set in production."""
+        if os.environ.get('REDBUTTON_KILL_AT') == '%s:%s:%s' % (self.direction, when, step):
+            os.killpg(os.getpgid(0), signal.SIGKILL)
+
     def _run_step(self, step):
+        self._kill_point('before', step)
         started = time.time()
         entry = {'name': step, 'outcome': 'ok', 'seconds': 0.0, 'msg': ''}
         self.steps.append(entry)
@@ -388,6 +396,7 @@ class Transition(object):
         if self.record is not None and step not in self.record['done'] and entry['outcome'] != 'skipped':
             self.record['done'].append(step)
             self._save()
+        self._kill_point('after', step)
 
     # -- the ledger, the record and the lock ------------------------------------------------
     @property
