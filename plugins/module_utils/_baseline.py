@@ -151,7 +151,7 @@ class Baseline(object):
         indented form would be serialised by the pure-Python encoder, several times
         slower than the C one (a quarter of the capture time). Read it with jq."""
         text = json.dumps(document, sort_keys=True, separators=(',', ':')) + '\n'
-        atomic_write_bytes(path, text.encode('utf-8'), mode=FILE_MODE)
+        atomic_write_bytes(path, text.encode('utf-8'), mode=FILE_MODE, label='baseline')
 
     def load(self):
         """The stored baseline; a clear error when it does not exist."""
