@@ -3,12 +3,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of redbutton.deploy.release: checksum a local src, upload only if needed.
 
-With remote_src false and a src on the controller, the content checksum is computed here
-(sha256 of an archive, tree digest of a directory, which is packed into a temporary tar).
-The module is asked once without src: if the host already has that content staged it does
-all the work right away and nothing is transferred. Only otherwise is the artifact copied to
-the remote temporary directory and the module called again to stage it (the host verifies the
-checksum while extracting, in the same pass). Check mode never transfers anything.
+With remote_src false and a src on the controller, the checksum is computed here (sha256 of an
+archive's bytes, content digest of a directory, which is packed into a temporary tar). The
+module is asked once without src: if the host's ledger has a release with those bytes (or that
+content) it does all the work right away and nothing is transferred. Only otherwise is the
+artifact copied to the remote temporary directory and the module called again to stage it (the
+host verifies the checksum and computes the content digest while extracting, in the same pass:
+an archive rebuilt from the same files is recognised there and is a no-op). Check mode never
+transfers anything: the controller reads the archive itself and sends its content digest.
 
 With a local connection and no become the host is the controller: the module is called once
 with the controller path, as for remote_src, and nothing is hashed, validated or copied here.
@@ -35,9 +37,6 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._archive import (
     open_source,
 )
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
-
-MODULE = 'redbutton.deploy.release'
-
 
 def _reset_owner(info):
     info.uid = info.gid = 0
@@ -78,9 +77,12 @@ class LocalArtifact(object):
         return self
 
     def validate(self):
-        """Refuse a malicious artifact on the controller: check mode only, where nothing is uploaded
-        and the host could not see it (otherwise the host checks while extracting)."""
-        self.source.validate()
+        """Refuse a malicious or damaged artifact on the controller and return its content digest:
+        check mode only, where nothing is uploaded and the host could not see it (otherwise the
+        host checks while extracting)."""
+        if isinstance(self.source, DirectorySource):
+            return self.checksum
+        return self.source.scan()
 
     def pack(self):
         if self.checksum_of == 'tree' and self.upload == self.path:
@@ -94,8 +96,10 @@ class LocalArtifact(object):
 
 
 class ActionModule(ActionBase):
+    """Subclassable: a subclass names its module in MODULE (same upload and probe protocol)."""
 
     TRANSFERS_FILES = False  # only when the host lacks the content; the tmp dir is made then
+    MODULE = 'redbutton.deploy.release'
 
     def _same_machine(self):
         """Whether the module runs on the controller as the same user (local connection, no
@@ -105,7 +109,7 @@ class ActionModule(ActionBase):
     @staticmethod
     def _validate(artifact):
         try:
-            artifact.validate()
+            return artifact.validate()
         except RedbuttonError as exc:
             raise AnsibleActionFail(to_text(exc))
 
@@ -118,7 +122,7 @@ class ActionModule(ActionBase):
         src = args.get('src')
         remote_src = boolean(args.get('remote_src', False), strict=False)
         if not src or remote_src:
-            result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+            result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
             return result
 
         artifact = None
@@ -138,7 +142,7 @@ class ActionModule(ActionBase):
                 # The host is the controller: the module reads src where it is, in one call, and
                 # does what it does for remote_src (checksum, idempotence, checks while extracting).
                 args.update(src=local, remote_src=True, _source=found)
-                result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+                result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
                 return result
             try:
                 artifact = LocalArtifact(local).prepare()
@@ -151,15 +155,21 @@ class ActionModule(ActionBase):
                     'artifact is the one you meant, or fix checksum' % (src, wanted, artifact.checksum))
 
             if self._task.check_mode:
-                self._validate(artifact)
+                args['_content'] = self._validate(artifact)
             args.update(checksum=artifact.checksum, _checksum_of=artifact.checksum_of, _source=found, remote_src=True)
             if not args.get('state'):
                 args['state'] = 'staged'  # the module's default with src; the probe carries no src
             probe = dict(args, _probe=True)
             probe.pop('src', None)
-            answer = self._execute_module(module_name=MODULE, module_args=probe, task_vars=task_vars)
+            answer = self._execute_module(module_name=self.MODULE, module_args=probe, task_vars=task_vars)
+            if answer.get('needs_content') and not answer.get('failed'):
+                # The id is staged from other bytes: the content digest, read here, tells a rebuilt
+                # artifact of the same files (a no-op) from other content (refused), without an upload.
+                args['_content'] = probe['_content'] = self._validate(artifact)
+                answer = self._execute_module(module_name=self.MODULE, module_args=probe, task_vars=task_vars)
             if answer.get('failed') or not answer.get('needs_src') or self._task.check_mode:
                 answer.pop('needs_src', None)
+                answer.pop('needs_content', None)
                 result.update(answer)
                 return result
 
@@ -173,7 +183,7 @@ class ActionModule(ActionBase):
             self._transfer_file(upload, remote)
             self._fixup_perms2((self._connection._shell.tmpdir, remote))
             args['src'] = remote
-            result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+            result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
             return result
         except AnsibleActionFail as exc:
             result.update(failed=True, msg=to_text(exc))

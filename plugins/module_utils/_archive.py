@@ -518,7 +518,7 @@ class TarSource(Source):
                             if dest is not None:
                                 target = os.path.join(dest, *member.parts)
                                 if not os.path.isdir(target):
-                                    fault_point('extract')
+                                    fault_point('extract', target)
                                     os.makedirs(target)
                                 dirs.append((target, info))
                         elif member.kind == FILE:
@@ -570,7 +570,7 @@ class TarSource(Source):
         try:
             _write_member(source, info, target, digest)
         except OSError as exc:
-            raise _write_error('extracting member %r of %s' % (info.name, self.path), target, exc)
+            raise _write_error('staging the artifact %s: writing member %r' % (self.path, info.name), target, exc)
         return digest.hexdigest()
 
 
@@ -631,7 +631,7 @@ def _write_member(source, info, target, digest):
         os.makedirs(parent)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
     mode = _safe_mode(info.mode, FILE)
-    fault_point('extract')
+    fault_point('extract', target)
     fd = os.open(target, flags, mode)
     with os.fdopen(fd, 'wb') as handle:
         for block in iter(lambda: source.read(CHUNK), b''):
@@ -780,15 +780,15 @@ class ZipSource(Source):
                         digest.update(block)
                     return digest.hexdigest()
                 _makedirs_for(target)
-                fault_point('extract')
                 try:
+                    fault_point('extract', target)
                     with open(target, 'wb') as handle:
                         for block in iter(lambda: source.read(CHUNK), b''):
                             digest.update(block)
                             handle.write(block)
                     os.chmod(target, _safe_mode(member.mode, FILE))
                 except OSError as exc:
-                    raise _write_error('extracting member %r of %s' % (member.name, self.path), target, exc)
+                    raise _write_error('staging the artifact %s: writing member %r' % (self.path, member.name), target, exc)
         except (zipfile.BadZipfile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError) as exc:
             raise self._damaged(member.raw, exc)
         return digest.hexdigest()

@@ -19,6 +19,8 @@ import tempfile
 
 STATE_DIR = '.redbutton'
 RELEASE_ID_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$')
+# Baseline names: a prefix such as "before-" plus any release id (the file name stays under 255 bytes).
+BASELINE_NAME_RE = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$')
 
 # Option shared by every module; paired with the doc fragment redbutton.deploy.root.
 ROOT_ARGUMENT_SPEC = dict(
@@ -122,6 +124,15 @@ def describe_os_error(step, path, exc):
     else:
         text += '. Check the file system and run again'
     return text + '; nothing after this step was done'
+
+
+def validate_baseline_name(name):
+    """Refuse baseline names that could escape the baselines directory; return the name."""
+    if not isinstance(name, str) or not BASELINE_NAME_RE.match(name):
+        raise RedbuttonError(
+            "baseline id %r is not valid: use 1 to 200 characters from A-Z a-z 0-9 . _ + -, starting "
+            "with a letter or digit (for example before-<release id>)" % (name,))
+    return name
 
 
 def _fsync_dir(path):

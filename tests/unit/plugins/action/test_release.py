@@ -214,7 +214,7 @@ def test_rerun_does_not_read_the_archive_members_again(tmp_path, host, monkeypat
         raise AssertionError('members listed on the fast path')
 
     monkeypatch.setattr(_archive.TarSource, 'members', no_listing)
-    monkeypatch.setattr(_archive.TarSource, '_members_of', no_listing)
+    monkeypatch.setattr(_archive.TarSource, '_walk', no_listing)
     result = run_action(host, args)
     assert not result.get('failed') and not result['changed'] and len(host.transfers) == 1
 
