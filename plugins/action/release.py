@@ -37,6 +37,7 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._archive import (
     open_source,
 )
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
+from ansible_collections.redbutton.deploy.plugins.module_utils._lock import controller_identity
 
 def _reset_owner(info):
     info.uid = info.gid = 0
@@ -119,6 +120,10 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         args = dict(self._task.args)
+        if args.get('lock_owner') and '_controller' not in args:
+            # The run that takes the lock: this worker's parent is the ansible-playbook process, so
+            # the next run can tell whether the holder is still alive when it runs from this machine.
+            args['_controller'] = controller_identity(os.getppid())
         src = args.get('src')
         remote_src = boolean(args.get('remote_src', False), strict=False)
         if not src or remote_src:

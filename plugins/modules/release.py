@@ -206,6 +206,12 @@ options:
     description:
       - Internal, set by the action plugin; do not set it. The controller path recorded as the release's source.
     type: str
+  _controller:
+    description:
+      - Internal, set by the action plugin when O(lock_owner) is set; do not set it. The run taking the
+        lock (C(host), C(pid) and C(started) of the ansible-playbook process), recorded in the lock so
+        that a later run from the same controller can tell a dead holder from a live one.
+    type: dict
   _content:
     description:
       - Internal, set by the action plugin in check mode; do not set it. The content digest of the
