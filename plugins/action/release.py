@@ -39,6 +39,7 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._archive import (
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
 from ansible_collections.redbutton.deploy.plugins.module_utils._lock import controller_identity
 
+
 def _reset_owner(info):
     info.uid = info.gid = 0
     info.uname = info.gname = ''

@@ -256,7 +256,7 @@ class ReleaseManager(object):
         if self.content is None and self.archive_checksum:
             entry = self._entry_with_bytes(p.get('release'))
             if entry is not None:
-                self.content = entry.get('content') or entry.get('checksum')
+                self.content = entry.get('content')  # None for entries recorded before content was
 
     def _entry_with_bytes(self, requested):
         """The ledger entry recorded with exactly these artifact bytes (the named release's, or any)."""
