@@ -410,16 +410,32 @@ def toggle_events(ledger, name):
 
 
 def last_change(ledger, name):
-    """The most recent change of `name` that has not been undone, skipping undos themselves."""
+    """The change `previous` undoes: the most recent change of `name` not undone already.
+
+    Walking back, an undo that stands cancels the change it undid; an undo that was itself
+    undone (a revert of an undo) is skipped with its effect, so the change it had undone
+    counts again.
+    """
     undone = set()
     for event in reversed(toggle_events(ledger, name)):
+        if event['seq'] in undone:
+            continue
         if event.get('undoes') is not None:
             undone.add(event['undoes'])
             continue
-        if event['seq'] in undone:
-            continue
         return event
     return None
+
+
+def run_change(ledger, name, run_id):
+    """The latest event of `name` when this run made it (and it is not this run's revert), else None."""
+    events = toggle_events(ledger, name)
+    if not events:
+        return None
+    last = events[-1]
+    if last.get('run_id') != run_id or last.get('reason') == 'revert':
+        return None
+    return last
 
 
 def record_change(ledger, name, old, new, actor=None, note=None, run_id=None, undoes=None, reason=None):
@@ -511,6 +527,15 @@ class FeatureRunner(object):
         undoes = None
         if wanted == 'previous':
             change = last_change(ledger, name)
+            if p.get('only_run_id'):
+                change = run_change(ledger, name, p['only_run_id'])
+                if change is None:
+                    latest = (toggle_events(ledger, name) or [{}])[-1]
+                    return self._unchanged(
+                        store, name, file, fmt, before, warnings,
+                        'toggle %s was not last changed by run %s (last change: %s): left at %s'
+                        % (name, p['only_run_id'], 'seq %s by run %s' % (latest['seq'], latest.get('run_id'))
+                           if latest else 'none recorded', describe(old)))
             if name not in store.toggles and change is None:
                 raise RedbuttonError(
                     'toggle %s is not known under %s, so there is no previous value to go back to; known toggles: %s'
@@ -519,11 +544,6 @@ class FeatureRunner(object):
                 raise RedbuttonError(
                     'toggle %s has no recorded change in the ledger of %s (the ledger keeps the last 500 events); '
                     'set the value you want explicitly' % (name, p['root']))
-            if p.get('only_run_id') and change.get('run_id') != p['only_run_id']:
-                return self._unchanged(store, name, file, fmt, before, warnings,
-                                       'toggle %s was not last changed by run %s (last change: seq %s by run %s): '
-                                       'left at %s' % (name, p['only_run_id'], change['seq'], change.get('run_id'),
-                                                       describe(old)))
             undoes = change['seq']
             new = change.get('from')
         else:
@@ -546,11 +566,14 @@ class FeatureRunner(object):
             store.toggles[name] = entry
         seq = record_change(ledger, name, old, new, actor=p.get('actor'), note=p.get('note'),
                             run_id=p.get('run_id'), undoes=undoes,
-                            reason='previous' if undoes is not None else None)
+                            reason=('revert' if p.get('only_run_id') else 'previous') if undoes is not None else None)
         if not self.check_mode:
             store.save(file, fmt, rendered)
             ledger.save()
-        if undoes is not None:
+        if undoes is not None and p.get('only_run_id'):
+            msg = 'toggle %s reverted from %s to %s (undoing change %s of run %s)' % (
+                name, describe(old), describe(new), undoes, p['only_run_id'])
+        elif undoes is not None:
             msg = 'toggle %s went back from %s to %s (undoing change %s)' % (name, describe(old), describe(new), undoes)
         else:
             msg = 'toggle %s set from %s to %s' % (name, describe(old), describe(new))

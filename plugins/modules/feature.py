@@ -75,8 +75,9 @@ options:
     type: str
   only_run_id:
     description:
-      - With O(state=previous), undo the last change only when it was made by this run id; otherwise change
-        nothing and say so. The toggle playbook uses it to revert the hosts it changed.
+      - With O(state=previous), revert the latest change of the toggle only when this run id made it (and it is not
+        already this run's revert); otherwise change nothing and say so. Running it again changes nothing.
+      - The toggle playbook uses it to put back every host it changed when a wave fails its checks.
     type: str
   force:
     description:

@@ -350,3 +350,15 @@ def test_declare_leaves_a_broken_app_file_alone(tmp_path):
     with open(app_file(tmp_path)) as handle:
         assert handle.read() == 'not json'
     assert [t['name'] for t in toggle_view(str(tmp_path))] == ['flag', 'x']
+
+
+def test_revert_of_a_run_is_idempotent_and_undoes_an_undo(tmp_path):
+    run(tmp_path, name='flag', state='off', run_id='r1')
+    run(tmp_path, name='flag', state='on', run_id='r2')
+    # Run r3 undoes r2's change on purpose, then its checks fail: the revert undoes the undo.
+    assert run(tmp_path, name='flag', state='previous', run_id='r3')['value'] == 'off'
+    result = run(tmp_path, name='flag', state='previous', only_run_id='r3', run_id='r3')
+    assert result['changed'] and result['value'] == 'on' and 'reverted from off to on' in result['msg']
+    assert not run(tmp_path, name='flag', state='previous', only_run_id='r3', run_id='r3')['changed']
+    # History is consistent afterwards: previous undoes r2's change again.
+    assert run(tmp_path, name='flag', state='previous')['value'] == 'off'
