@@ -59,9 +59,9 @@ options:
     type: path
   format:
     description:
-      - V(json) writes an object of names and values (C({"new_checkout": "on", "search_v2": 25})).
+      - 'V(json) writes an object of names and values (C({"new_checkout": "on", "search_v2": 25})).'
       - V(env) writes C(FEATURE_<NAME>=on|off|<n>) lines (an C(EnvironmentFile) for systemd).
-      - V(yaml) writes C(name: value) lines (C(on) and C(off) quoted).
+      - 'V(yaml) writes C(name: value) lines (C(on) and C(off) quoted).'
       - Defaults to the recorded format, else from the extension of O(file) (C(.env), C(.yml)/C(.yaml)), else V(json).
     type: str
     choices: [json, env, yaml]
