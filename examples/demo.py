@@ -9,9 +9,11 @@ inventory and one log per step. The sample app (examples/app/server.py) runs as 
 HTTP process on 127.0.0.1 and a free port, managed by the roles' `command` service manager.
 
 The story: rollout v1, rollout v2, rollback (v1 serves again), rollout v2 again (the staged
-release is reused), rollout v3 (fails its health check: automatic rollback to v2). After
-each step the demo checks what the app serves over HTTP, where `current` points and what
-the ledger says, and exits non-zero if anything is not as told. At the end it prints the
+release is reused), rollout v3 (fails its health check: automatic rollback to v2); then
+feature toggles: new_checkout flipped on, break_health flipped on (the app's /health fails
+while it is on: the flip reverts itself), and a rollback of the code to v1 that leaves the
+toggles alone. After each step the demo checks what the app serves over HTTP, where
+`current` points and what the ledger says, and exits non-zero if anything is not as told. At the end it prints the
 ledger with the status playbook and stops the app.
 """
 
@@ -154,6 +156,29 @@ class Demo(object):
         self.expect(what, rc, output, log, want_rc, served or version, statuses)
         return output, elapsed
 
+    def toggle(self, name, state):
+        return self.playbook('redbutton.deploy.toggle', '-e', 'redbutton_feature=%s' % name,
+                             '-e', 'redbutton_feature_state=%s' % state)
+
+    def fetch(self, path):
+        try:
+            with urllib.request.urlopen('http://127.0.0.1:%d%s' % (self.port, path), timeout=5) as response:
+                return response.status, response.read().decode('utf-8').strip()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode('utf-8').strip()
+        except (urllib.error.URLError, OSError) as exc:
+            return None, str(exc)
+
+    def expect_features(self, what, toggles, log, output):
+        """The toggles the app serves on /features and the file it reads both say `toggles`."""
+        want = '\n'.join('%s=%s' % (name, toggles[name]) for name in sorted(toggles))
+        with open(os.path.join(self.root, 'shared', 'features.json'), encoding='utf-8') as handle:
+            recorded = json.load(handle)
+        if self.fetch('/features') != (200, want) or recorded != toggles:
+            tail = '\n'.join(output.splitlines()[-25:])
+            raise StoryError('%s: the app shows toggles %r and the file holds %r, expected %r\n--- last lines of %s ---\n%s'
+                             % (what, self.fetch('/features'), recorded, toggles, log, tail))
+
     # the story ------------------------------------------------------------------------
     def story(self):
         output, elapsed = self.rollout('v1', 'rollout v1', statuses={'v1': 'ok'})
@@ -183,6 +208,27 @@ class Demo(object):
         if self.ledger()['last_switch']['reason'] != 'auto_rollback':
             raise StoryError('rollout v3: the last switch is not the automatic rollback')
         self.say('rollout v3', 'v3 failed /health (500): rolled back by itself, serves v2', elapsed)
+
+    def toggles_story(self):
+        """Feature toggles: a flip, a bad flip that reverts itself, a code rollback that leaves them alone."""
+        statuses = {'v1': 'ok', 'v2': 'ok', 'v3': 'failed'}
+        rc, output, elapsed, log = self.toggle('new_checkout', 'on')
+        self.expect('toggle new_checkout on', rc, output, log, served='v2', statuses=statuses)
+        self.expect_features('toggle new_checkout on', {'new_checkout': 'on'}, log, output)
+        self.say('toggle on', 'new_checkout on, health checks passed: /features says so', elapsed)
+
+        rc, output, elapsed, log = self.toggle('break_health', 'on')
+        self.expect('toggle break_health on', rc, output, log, want_rc=2, served='v2', statuses=statuses)
+        self.expect_features('toggle break_health on', {'new_checkout': 'on'}, log, output)
+        if 'Reverted automatically' not in output or self.fetch('/health') != (200, 'ok'):
+            raise StoryError('toggle break_health on: not reverted by itself, see %s' % log)
+        self.say('toggle bad flip', 'break_health on failed /health: put back by itself', elapsed)
+
+        rc, output, elapsed, log = self.playbook('redbutton.deploy.rollback', '-e', 'redbutton_rollback_to=v1')
+        self.expect('rollback to v1', rc, output, log, served='v1',
+                    statuses={'v1': 'ok', 'v2': 'rolled_back', 'v3': 'failed'})
+        self.expect_features('rollback to v1', {'new_checkout': 'on'}, log, output)
+        self.say('rollback to v1', 'code back to v1; toggles left alone: new_checkout on', elapsed)
 
     def show_ledger(self):
         rc, output, _elapsed, log = self.playbook('redbutton.deploy.status')
@@ -218,6 +264,7 @@ def main():
                      % (os.path.join(DEMO, 'artifacts'), demo.logs))
     try:
         demo.story()
+        demo.toggles_story()
         demo.show_ledger()
     except StoryError as exc:
         sys.stdout.write('\nDEMO FAILED: %s\n' % exc)

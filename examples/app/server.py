@@ -11,6 +11,14 @@ GET /        -> the release's version string (the VERSION file next to this scri
 GET /health  -> 200 "ok" when the release's config/app.json parses and has
                 "healthy": true, otherwise 500 with the reason
 GET /hits    -> how many requests were counted in the shared data file
+GET /features -> the feature toggles the app sees, one "name=value" line each
+
+Feature toggles come from a JSON file (--features, default <root>/shared/features.json
+seen from <root>/releases/<id>/server.py), as redbutton.deploy.feature renders it:
+{"name": "on" | "off" | 0-100}. The app rereads it whenever its mtime or size changes, so
+a flip needs no restart; a file that does not parse keeps the last good toggles. Every
+response carries an X-Features header with the toggles; while the toggle break_health is
+on, /health answers 500 (the demo's bad flip).
 
 The app never writes into its release: each request to / appends a line to
 data/hits.txt, and `data` is the shared directory that the release module links
@@ -46,7 +54,51 @@ def health():
         return 500, 'config/app.json unusable: %s' % exc
     if not config.get('healthy', False):
         return 500, 'config/app.json says healthy=false'
+    if TOGGLES.enabled('break_health'):
+        return 500, 'feature toggle break_health is on'
     return 200, 'ok'
+
+
+class Toggles(object):
+    """The toggles file, reread when its mtime or size changes; the last good values otherwise."""
+
+    def __init__(self, path):
+        self.path = path
+        self.stamp = None
+        self.values = {}
+        self.error = None
+
+    def current(self):
+        try:
+            info = os.stat(self.path)
+        except OSError:
+            self.stamp, self.values, self.error = None, {}, None
+            return self.values
+        stamp = (info.st_mtime_ns, info.st_size, info.st_ino)
+        if stamp != self.stamp:
+            try:
+                with open(self.path, encoding='utf-8') as handle:
+                    loaded = json.load(handle)
+                if not isinstance(loaded, dict):
+                    raise ValueError('not a JSON object')
+                self.values, self.error = loaded, None
+            except (OSError, ValueError) as exc:
+                self.error = '%s unusable, keeping the last good toggles: %s' % (self.path, exc)
+            self.stamp = stamp
+        return self.values
+
+    def enabled(self, name):
+        value = self.current().get(name, 'off')
+        return value == 'on' or (isinstance(value, int) and not isinstance(value, bool) and value > 0)
+
+    def describe(self):
+        values = self.current()
+        return ', '.join('%s=%s' % (name, values[name]) for name in sorted(values)) or 'none'
+
+
+# Through the real path of the release, also when started as <root>/current/server.py.
+TOGGLES = Toggles(os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(__file__)), '..', '..', 'shared',
+                                                'features.json')))
 
 
 def data_dir():
@@ -86,6 +138,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header('Content-Type', 'text/plain; charset=utf-8')
         self.send_header('Content-Length', str(len(body)))
+        self.send_header('X-Features', TOGGLES.describe())
         self.end_headers()
         self.wfile.write(body)
 
@@ -97,6 +150,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self._send(*health())
         elif self.path == '/hits':
             self._send(200, str(count_hits()))
+        elif self.path == '/features':
+            values = TOGGLES.current()
+            lines = ['%s=%s' % (name, values[name]) for name in sorted(values)]
+            if TOGGLES.error:
+                lines.append('# ' + TOGGLES.error)
+            self._send(200, '\n'.join(lines))
         else:
             self._send(404, 'not found')
 
@@ -184,6 +243,7 @@ def parse_args(argv):
     parser.add_argument('--log', help='with --daemon: append the request log here (default: discard)')
     parser.add_argument('--daemon', action='store_true', help='detach and run in the background')
     parser.add_argument('--stop', action='store_true', help='stop the server named by --pidfile and exit')
+    parser.add_argument('--features', help='the toggles file (default: ../../shared/features.json from this script)')
     parser.add_argument('--stop-timeout', type=float, default=10.0, help='seconds --stop waits (default 10)')
     args = parser.parse_args(argv)
     if (args.stop or args.daemon) and not args.pidfile:
@@ -195,6 +255,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.stop:
         return stop(args.pidfile, args.stop_timeout)
+    if args.features:
+        TOGGLES.path = os.path.abspath(args.features)
     # Bind before detaching, so a port already in use fails the start command.
     httpd = Server((args.bind, args.port), Handler)
     if args.daemon:

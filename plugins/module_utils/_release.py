@@ -37,6 +37,7 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
     state_dir,
     validate_release_id,
 )
+from ansible_collections.redbutton.deploy.plugins.module_utils._feature import toggle_view
 from ansible_collections.redbutton.deploy.plugins.module_utils._ledger import (
     MARKABLE_STATUSES,
     Ledger,
@@ -797,7 +798,7 @@ class ReleaseInfo(object):
             lock = DeployLock(self.root).read() if os.path.isdir(self.root) else None
         except RedbuttonError as exc:
             lock = {'error': str(exc)}  # report a damaged lock file, do not fail the report
-        return {
+        result = {
             'changed': False,
             'exists': ledger.exists,
             'current': current,
@@ -807,3 +808,9 @@ class ReleaseInfo(object):
             'last_switch': ledger.data.get('last_switch'),
             'lock': lock,
         }
+        try:
+            result['features'] = toggle_view(self.root) if os.path.isdir(self.root) else []
+        except RedbuttonError as exc:  # report damaged toggle state, do not fail the report
+            result['features'] = []
+            result['features_error'] = str(exc)
+        return result

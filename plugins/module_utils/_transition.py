@@ -47,6 +47,7 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
     state_dir,
     utcnow,
 )
+from ansible_collections.redbutton.deploy.plugins.module_utils._feature import declare_release_toggles, read_release_toggles
 from ansible_collections.redbutton.deploy.plugins.module_utils._ledger import BAD_STATUSES
 from ansible_collections.redbutton.deploy.plugins.module_utils._lock import DEFAULT_TTL, DeployLock
 from ansible_collections.redbutton.deploy.plugins.module_utils._release import (
@@ -311,6 +312,7 @@ class Transition(object):
         self.closed = None
         self.auto_failure = None
         self.superseded = None
+        self.toggles = None
 
     # -- input ------------------------------------------------------------------------------
     def _validate(self):
@@ -702,6 +704,8 @@ class Transition(object):
         if result['up_to_date']:
             self.outcome = 'up_to_date'
             return 'ok', '%s is current, ok and identical: nothing to roll out' % self.release
+        if not self.check_mode:
+            read_release_toggles(release_path(self.root, self.release))  # a malformed declaration is refused before the switch
         entry = self.ledger.get(self.release) or {}
         if entry.get('status') == 'failed' and not self.p.get('force'):
             self.lock_fresh = result.get('locked') and self.rm.lock_before is None
@@ -749,6 +753,7 @@ class Transition(object):
                 return 'changed', '%s stays current, marked failed' % record['from']
         target = record['to']
         if self.current == target:
+            self._declare_toggles(target)  # a run killed right after the switch may not have declared them
             return 'ok', '%s is already current' % target
         previous_status = {'rollout': None, 'rollback': 'rolled_back', 'auto_rollback': 'failed'}[self.direction]
         if previous_status is None and self.current and self._status(self.current) == 'active':
@@ -759,7 +764,19 @@ class Transition(object):
         self.rm.params.update(reason=self.direction, force=False, previous_status=previous_status)
         self.rm._activate(target)
         self.rm.params['previous_status'] = None
-        return 'changed', 'current switched from %s to %s' % (record['from'], target)
+        toggles = self._declare_toggles(target)
+        return 'changed', 'current switched from %s to %s%s' % (
+            record['from'], target, ('; new toggles at their defaults: %s' % ', '.join(toggles['added'])) if toggles['added'] else '')
+
+    def _declare_toggles(self, target):
+        """The feature toggles the release declares and the host does not know yet, at their defaults."""
+        toggles = declare_release_toggles(self.root, release_path(self.root, target), actor=self.p.get('actor'),
+                                          run_id=self.p.get('run_id'), check_mode=self.check_mode, ledger=self.ledger)
+        for warning in toggles['warnings']:
+            self.host.warn(warning)
+        self.toggles = toggles
+        self.rm.save()
+        return toggles
 
     def _migrate(self):
         if not self.migrations:
@@ -1146,6 +1163,7 @@ class Transition(object):
             'checksum': (self.ledger.get(self.release) or {}).get('checksum') if self.release else None,
             'path': release_path(self.root, self.release) if self.release else None,
             'notes': self.notes,
+            'toggles': self.toggles,
         }
         if self.diff:
             result['diff'] = {'before': self.before, 'after': self._snapshot()}

@@ -17,6 +17,7 @@ description:
   - On a host where the root or the ledger does not exist yet, returns empty lists and null values
     instead of failing.
   - A ledger that does not parse or has an unknown schema is an error (and is left untouched).
+  - Also reports the feature toggles of the root (M(redbutton.deploy.feature)).
 extends_documentation_fragment:
   - redbutton.deploy.root
   - redbutton.deploy.root.attributes
@@ -36,6 +37,7 @@ options:
 seealso:
   - module: redbutton.deploy.release
   - module: redbutton.deploy.lock
+  - module: redbutton.deploy.feature
 author:
   - redbutton.deploy contributors (@redbutton)
 '''
@@ -113,6 +115,27 @@ lock:
   type: dict
   sample: {owner: rollout-42, host: web1, pid: 4242, acquired_at: '2026-11-26T05:00:00Z', ttl: 3600,
            expires_at: '2026-11-26T06:00:00Z'}
+features:
+  description:
+    - The feature toggles recorded under C(<root>/.redbutton/features.json), by name, as
+      M(redbutton.deploy.feature) returns them in RV(redbutton.deploy.feature#module:toggles). Empty when there are none.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - name: new_checkout
+      value: 'on'
+      updated_at: '2026-11-26T05:02:00Z'
+      by: alice
+      note: launch day
+      run_id: toggle-42
+      source: set
+      declared_by: v2
+      description: The new checkout flow
+features_error:
+  description: Why the toggle state could not be read (it is then left untouched and RV(features) is empty).
+  returned: when the toggle state does not parse
+  type: str
 '''
 
 from ansible.module_utils.basic import AnsibleModule

@@ -115,3 +115,48 @@ def test_v3_is_broken(tmp_path):
 
 def test_stop_without_a_server_succeeds(tmp_path):
     assert stop(str(tmp_path / 'none.pid')) == 0
+
+
+def test_app_rereads_its_toggles_file_on_change(tmp_path):
+    release = extract(tmp_path, 'v2', data=False)
+    toggles = tmp_path / 'features.json'
+    port = free_port()
+    pidfile = str(tmp_path / 'toggles.pid')
+    subprocess.run([sys.executable, 'server.py', '--daemon', '--port', str(port), '--pidfile', pidfile,
+                    '--features', str(toggles)], cwd=str(release), check=True, timeout=10)
+    try:
+        assert get(port, '/features') == (200, '')
+        toggles.write_text('{"new_checkout": "on", "search": 25}')
+        assert get(port, '/features') == (200, 'new_checkout=on\nsearch=25')
+        with urllib.request.urlopen('http://127.0.0.1:%d/' % port, timeout=5) as response:
+            assert response.headers['X-Features'] == 'new_checkout=on, search=25'
+        toggles.write_text('{"break_health": "on"}')
+        assert get(port, '/health') == (500, 'feature toggle break_health is on')
+        # A file that does not parse keeps the last good toggles, and says so.
+        toggles.write_text('{"break_health": ')
+        status, text = get(port, '/features')
+        assert status == 200 and text.startswith('break_health=on\n# ') and 'keeping the last good toggles' in text
+        toggles.write_text('{"break_health": "off"}')
+        assert get(port, '/health') == (200, 'ok')
+    finally:
+        assert stop(pidfile) == 0
+
+
+def test_app_finds_the_shared_toggles_file_of_its_root(tmp_path):
+    """Started from <root>/current, the app reads <root>/shared/features.json."""
+    root = tmp_path / 'root'
+    (root / 'releases').mkdir(parents=True)
+    (root / 'shared').mkdir()
+    path, _checksum = build_releases.build_release(str(tmp_path / 'art'), 'v1')
+    with tarfile.open(path) as tar:
+        tar.extractall(str(root / 'releases' / 'v1'), filter='data')
+    os.symlink('releases/v1', str(root / 'current'))
+    (root / 'shared' / 'features.json').write_text('{"new_checkout": "on"}')
+    port = free_port()
+    pidfile = str(tmp_path / 'root.pid')
+    subprocess.run([sys.executable, str(root / 'current' / 'server.py'), '--daemon', '--port', str(port),
+                    '--pidfile', pidfile], cwd=str(root / 'current'), check=True, timeout=10)
+    try:
+        assert get(port, '/features') == (200, 'new_checkout=on')
+    finally:
+        assert stop(pidfile) == 0
