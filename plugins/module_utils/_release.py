@@ -367,6 +367,9 @@ class ReleaseManager(object):
             release_id = self._act(state, release_id)
             self._save()
             entry = self.ledger.get(release_id) if release_id else None
+            # An id derived from the content is known only now: judge it by its status before this call.
+            was_ok = was_ok or bool(release_id and current_before == release_id
+                                    and before['releases'].get(release_id) == 'ok')
             up_to_date = bool(was_ok and entry and (self.content is None or self.content == self._content_of(entry)))
             self._release_lock(up_to_date)
         except Exception:

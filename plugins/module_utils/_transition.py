@@ -327,14 +327,16 @@ class Transition(object):
         if unknown:
             raise RedbuttonError('steps %s are not valid: use %s' % (', '.join(unknown), ', '.join(STEPS)))
         self.plan = [s for s in order if s in wanted]
-        positions = [order.index(s) for s in self.plan]
-        if positions and positions != list(range(positions[0], positions[0] + len(positions))):
-            raise RedbuttonError('steps %s are not consecutive steps of a %s (%s): a call runs a slice of them'
-                                 % (', '.join(self.plan), self.direction, ', '.join(order)))
         self.order = order
         self.service = validate_service(p.get('service'))
         self.checks = validate_checks(p.get('health_checks'))
         self.migrations = validate_migrations(p.get('migrations'), p['migrate_when'])
+        # A call runs a slice of the steps; steps these settings make no-ops may be left out.
+        effective = [s for s in order if s in self.plan or not self._nothing_to_do(s)]
+        positions = [effective.index(s) for s in self.plan]
+        if positions and positions != list(range(positions[0], positions[0] + len(positions))):
+            raise RedbuttonError('steps %s are not consecutive steps of a %s (%s): a call runs a slice of them'
+                                 % (', '.join(self.plan), self.direction, ', '.join(order)))
         for key in ('health_retries', 'health_delay', 'health_timeout', 'keep'):
             if p.get(key) is not None and int(p[key]) < 0:
                 raise RedbuttonError('%s %r is not valid: give 0 or more' % (key, p[key]))
