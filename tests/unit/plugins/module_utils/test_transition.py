@@ -502,6 +502,76 @@ def test_a_failing_restart_fails_the_rollout_and_the_auto_rollback_restarts_the_
     assert env.host.restarts() == ['v1', 'v2', 'v1']
 
 
+def restart_fails_for(env, release, times=None):
+    """The restart fails while `release` is current (the first `times` times, or always)."""
+    count = [0]
+
+    def script(args, current):
+        if RESTART in str(args) and current == release:
+            count[0] += 1
+            if times is None or count[0] <= times:
+                return 1, '', '%s will not start' % release
+        return None
+    env.host.script = script
+
+
+def failed_auto_rollback(env):
+    """v1 ok; v2's restart fails; the automatic rollback's restart of v1 fails once too."""
+    env.rollout('v1')
+    restart_fails_for(env, 'v2')
+    env.fails(direction='rollout', release='v2', src=env.archive('v2'))
+    previous = env.host.script
+
+    def script(args, current):
+        if RESTART in str(args) and current == 'v1' and not script.failed:
+            script.failed = True
+            return 1, '', 'v1 will not start'
+        return previous(args, current)
+    script.failed = False
+    env.host.script = script
+    return env.fails(direction='auto_rollback')
+
+
+def test_an_auto_rollback_whose_restart_fails_leaves_the_restored_release_active(env):
+    failed = failed_auto_rollback(env)
+    assert failed['failed_step'] == 'restart' and failed['current'] == 'v1'
+    assert failed['msg'].startswith('Rollout of v2 failed at restart: restart with the service commands failed (rc 1): v2 will '
+                                    'not start. It was rolled back automatically and marked failed, but ')
+    assert 'v1 will not start' in failed['msg'] and 'docs/runbook.md' in failed['msg']
+    assert statuses(env.root) == {'v1': 'active', 'v2': 'failed'}  # not ok: it never proved itself
+    assert lock_holder(env.root) is None
+
+
+@pytest.mark.xfail(strict=True, reason='engine-findings.md #9')
+def test_an_auto_rollback_whose_restart_fails_does_not_blame_the_health_checks(env):
+    failed = failed_auto_rollback(env)
+    assert 'health checks' not in failed['msg'].split('It was rolled back automatically')[1]
+
+
+@pytest.mark.xfail(strict=True, reason='engine-findings.md #10')
+def test_after_a_failed_auto_rollback_the_next_rollout_goes_back_to_the_restored_release(env):
+    failed_auto_rollback(env)
+    env.host.script = lambda args, current: None
+    failed = env.fails(direction='rollout', release='v3', src=env.archive('v3', 'v3 broken'))
+    assert failed['from'] == 'v1'  # what serves (active), not v2, the failed release
+    result = env.run(direction='auto_rollback')
+    assert result['outcome'] == 'auto_rolled_back' and current_of(env.root) == 'v1'
+    assert statuses(env.root) == {'v1': 'ok', 'v2': 'failed', 'v3': 'failed'}
+
+
+@pytest.mark.xfail(strict=True, reason='engine-findings.md #8')
+@pytest.mark.parametrize('first, then', [(['stage', 'finish'], None), (['stage', 'switch'], ['finish'])])
+def test_a_call_that_skips_the_switch_or_the_checks_never_marks_the_release_ok(env, first, then):
+    env.rollout('v1')
+    try:
+        env.rollout('v2', 'v2 broken', steps=first)
+        if then:
+            env.run(direction='rollout', release='v2', steps=then)
+    except RedbuttonError:
+        pass  # a refusal is a right answer too
+    assert statuses(env.root).get('v2') != 'ok'
+
+
 # rollback -----------------------------------------------------------------------------------------
 def test_rollback_to_previous_compares_with_the_baseline_and_marks_the_undone_release(env):
     env.rollout('v1')
@@ -535,6 +605,26 @@ def test_rollback_once_right_after_a_rollback_stays_put(env):
     assert [s['name'] for s in result['steps']] == ['verify']
     assert ledger_bytes(env.root) == before and len(env.host.restarts()) == restarts
     assert lock_holder(env.root) is None
+
+
+def test_rollback_once_after_a_rollout_rolls_back(env):
+    env.rollout('v1')
+    env.rollout('v2')
+    result = env.run(direction='rollback', once=True)
+    assert result['outcome'] == 'rolled_back' and current_of(env.root) == 'v1'
+    assert statuses(env.root) == {'v1': 'ok', 'v2': 'rolled_back'}
+
+
+def test_rollback_whose_checks_fail_says_where_the_host_stands(env):
+    env.rollout('v1')
+    env.rollout('v2')
+    env.app.root = os.path.join(env.root, 'elsewhere')  # the application stops answering
+    failed = env.fails(direction='rollback')
+    assert failed['failed_step'] == 'verify' and failed['current'] == 'v1'
+    assert failed['msg'] == ('Rollback failed at "verify": health checks failed: web (%s answered 503) after 1 attempt. current was '
+                             'switched from v2 to v1 (v2 is marked rolled_back) but it did not pass its checks: choose another target '
+                             'with -e redbutton_rollback_to=ID (see the status playbook) or fix forward.' % env.app.url)
+    assert statuses(env.root) == {'v1': 'active', 'v2': 'rolled_back'} and lock_holder(env.root) is None
 
 
 def test_rollback_to_an_explicit_target(env):
