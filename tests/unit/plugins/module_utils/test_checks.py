@@ -8,8 +8,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import io
 import socket
 import threading
+import time
 
 import pytest
 
@@ -235,6 +237,16 @@ def test_command_check_retries_until_it_passes():
     sleeps = []
     passed, results = run([{'name': 'smoke', 'command': 'bin/smoke'}], host=host, sleeps=sleeps, retries=3, delay=2)
     assert passed and results[0]['attempts'] == 2 and len(host.calls) == 2 and sleeps == [2.0]
+
+
+@pytest.mark.xfail(strict=True, reason='engine-findings.md #11')
+def test_a_command_check_that_hangs_fails_after_its_timeout(tmp_path):
+    started = time.time()
+    checks = HealthChecks([{'name': 'hangs', 'command': 'sleep 4', 'timeout': 1}], LocalHost(out=io.StringIO()), str(tmp_path),
+                          retries=0, delay=0, timeout=5)
+    passed, results = checks.run()
+    elapsed = time.time() - started
+    assert not passed and elapsed < 3, (passed, elapsed, results)
 
 
 def test_every_check_runs_and_reports_even_after_one_failed(server):

@@ -689,6 +689,38 @@ def test_rollback_whose_baseline_differs_fails_naming_the_file_and_leaves_the_ta
     assert current_of(env.root) == 'v1' and lock_holder(env.root) is None
 
 
+def test_rollback_notices_shared_data_lost_since_the_rollout(env):
+    env.rollout('v1', shared_paths=['uploads'])
+    uploads = os.path.join(env.root, 'shared', 'uploads')
+    with open(os.path.join(uploads, 'invoice-1.pdf'), 'w') as handle:
+        handle.write('customer data\n')
+    env.rollout('v2', shared_paths=['uploads'])
+    assert os.path.realpath(os.path.join(env.root, 'current', 'uploads')) == os.path.realpath(uploads)
+    os.unlink(os.path.join(uploads, 'invoice-1.pdf'))  # v2 lost a customer's file
+    failed = env.fails(direction='rollback', shared_paths=['uploads'])
+    assert failed['failed_step'] == 'compare' and 'invoice-1.pdf' in failed['msg']
+    assert current_of(env.root) == 'v1' and statuses(env.root) == {'v1': 'active', 'v2': 'rolled_back'}
+
+
+def test_shared_data_added_since_the_rollout_is_not_a_difference(env):
+    env.rollout('v1', shared_paths=['uploads'])
+    env.rollout('v2', shared_paths=['uploads'])
+    with open(os.path.join(env.root, 'shared', 'uploads', 'invoice-2.pdf'), 'w') as handle:
+        handle.write('new customer data\n')
+    result = env.run(direction='rollback', shared_paths=['uploads'])
+    assert result['outcome'] == 'rolled_back' and result['compare']['matched'] is True
+
+
+def test_without_baselines_the_rollback_warns_that_it_did_not_compare(env):
+    env.rollout('v1', baseline=False)
+    env.rollout('v2', baseline=False)
+    assert baselines(env.root) == []
+    assert 'baseline' not in (ledger(env.root)['releases']['v2'].get('metadata') or {})
+    result = env.run(direction='rollback')
+    assert result['outcome'] == 'rolled_back' and result['compare']['matched'] is None
+    assert [w for w in env.host.warnings if w.startswith('no baseline was recorded before v2 was rolled out')]
+
+
 def test_rollback_whose_baseline_file_is_gone_warns_and_finishes(env):
     env.rollout('v1')
     env.rollout('v2')
