@@ -13,8 +13,12 @@ __metaclass__ = type
 import errno
 import json
 import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
+import time
 
 import pytest
 
@@ -828,6 +832,35 @@ def test_a_rollout_stopped_after_the_switch_is_restarted_verified_and_finished_b
     assert statuses(env.root) == {'v1': 'ok', 'v2': 'ok'}
     assert ledger(env.root)['transition'] is None and lock_holder(env.root) is None
     assert ledger(env.root)['last_transition']['owner'] == 'run-2'
+
+
+CHILD = """
+import json, sys
+from ansible_collections.redbutton.deploy.plugins.module_utils._hosts import LocalHost
+from ansible_collections.redbutton.deploy.plugins.module_utils._transition import Transition
+Transition(json.loads(sys.argv[1]), LocalHost()).run()
+"""
+
+
+def test_a_rollout_killed_after_the_switch_is_finished_by_the_next_run_once_the_lock_expires(env):
+    env.rollout('v1')
+    log = str(env.tmp / 'child-restarts.log')
+    params = env.params(direction='rollout', release='v2', src=env.archive('v2'), lock_ttl=1,
+                        service={'manager': 'command', 'restart_command': 'basename "$(pwd -P)" >> %s' % log})
+    environ = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), REDBUTTON_KILL_AT='rollout:after:switch')
+    child = subprocess.run([sys.executable, '-c', CHILD, json.dumps(params)], env=environ, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, check=False)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert current_of(env.root) == 'v2' and statuses(env.root) == {'v1': 'ok', 'v2': 'active'}
+    record = ledger(env.root)['transition']
+    assert record['done'] == ['stage', 'switch'] and record['from'] == 'v1' and lock_holder(env.root) == 'run-1'
+    assert not os.path.exists(log)  # killed before its restart
+    time.sleep(2.1)  # the dead run's lock expires (TTL 1 s, second resolution)
+    result = env.rollout('v2', lock_owner='run-2')
+    assert result['outcome'] == 'rolled_out' and (result['from'], result['to']) == ('v1', 'v2')
+    assert env.host.restarts() == ['v1', 'v2'] and result['checks'][0]['passed']
+    assert [w for w in env.host.warnings if 'taking over the deploy lock' in w]
+    assert statuses(env.root) == {'v1': 'ok', 'v2': 'ok'} and lock_holder(env.root) is None
 
 
 def test_an_interrupted_rollout_of_a_broken_release_is_not_marked_ok(env):
