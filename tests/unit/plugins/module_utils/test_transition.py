@@ -447,15 +447,18 @@ def test_a_first_release_that_fails_has_nothing_to_go_back_to(env):
 
 
 def stage_failure_then_auto_rollback(env, owner):
-    env.rollout('v1')
+    """Run 1 rolls out v1; run 2 fails to stage v2 (bad checksum) and its rescue calls auto_rollback
+    with what the role knows: its owner, its run id, the release and the failed task."""
+    env.rollout('v1', run_id='run-1')
     src = env.archive('v2')
     wrong = 'sha256:' + '0' * 64
+    run = dict(lock_owner=owner, run_id='run-2')
     with pytest.raises(RedbuttonError) as caught:
-        env.run(direction='rollout', release='v2', src=src, checksum=wrong, lock_owner=owner)
+        env.run(direction='rollout', release='v2', src=src, checksum=wrong, **run)
     assert not isinstance(caught.value, TransitionFailed)
     assert 'mismatch' in str(caught.value) and file_checksum(src) in str(caught.value)
     assert 'v2' not in ledger(env.root)['releases'] and not os.path.exists(os.path.join(env.root, 'releases', 'v2'))
-    result = env.run(direction='auto_rollback', failure_task='stage the release', failure_msg=str(caught.value), lock_owner=owner)
+    result = env.run(direction='auto_rollback', release='v2', failure_task='stage the release', failure_msg=str(caught.value), **run)
     assert result['outcome'] == 'stopped_before_switch' and not result['moved']
     assert result['msg'].startswith('Rollout stopped before the switch, at stage the release: ')
     assert result['msg'].endswith('Nothing else changed: v1 still serves.')
@@ -471,6 +474,15 @@ def test_failure_at_stage_then_auto_rollback_stops_before_the_switch(env):
 def test_failure_at_stage_with_a_fixed_lock_owner_is_not_taken_for_a_finished_rollout(env):
     # redbutton_lock_owner is documented as a setting: the same owner across runs.
     stage_failure_then_auto_rollback(env, 'run-1')
+
+
+def test_a_refused_rollback_leaves_the_lock_as_it_found_it(env):
+    from ansible_collections.redbutton.deploy.plugins.module_utils._lock import DeployLock
+    env.rollout('v1')
+    DeployLock(env.root).acquire('run-1')  # the caller holds it already (an earlier task of the play)
+    with pytest.raises(RedbuttonError, match='Rollback refused'):
+        env.run(direction='rollback')
+    assert lock_holder(env.root) == 'run-1'
 
 
 def test_failure_at_migrate_before_the_switch_removes_the_new_release(env):
