@@ -30,16 +30,22 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._hosts import Loc
 
 class Host(object):
     """A host adapter: commands answered from a list of canned results (the last one repeats),
-    HTTP through the standard library to a real server."""
+    HTTP through the standard library to a real server; `bins` are the programs get_bin_path
+    finds (none by default: a host without coreutils' timeout)."""
 
-    def __init__(self, results=None):
+    def __init__(self, results=None, bins=None):
         self.results = list(results or [(0, '', '')])
+        self.bins = bins or {}
         self.calls = []
         self.warnings = []
 
-    def run_command(self, args, cwd=None, use_unsafe_shell=False, environ_update=None):
+    def run_command(self, args, cwd=None, use_unsafe_shell=False, environ_update=None, expand_user_and_vars=True,
+                    handle_exceptions=True):
         self.calls.append({'args': args, 'cwd': cwd, 'shell': use_unsafe_shell})
         return self.results.pop(0) if len(self.results) > 1 else self.results[0]
+
+    def get_bin_path(self, name, required=False):
+        return self.bins.get(name)
 
     def http_get(self, url, timeout, validate_certs=True):
         return LocalHost().http_get(url, timeout, validate_certs)
@@ -210,6 +216,20 @@ def test_command_check_runs_split_arguments_in_the_current_release():
     assert results[0]['kind'] == 'command' and results[0]['target'] == "bin/smoke --quiet 'a b'"
 
 
+def test_command_check_runs_under_timeout_when_the_host_has_it():
+    host = Host([(0, '', '')], bins={'timeout': '/usr/bin/timeout'})
+    run([{'name': 'smoke', 'command': 'bin/smoke --quick', 'timeout': 7}], host=host)
+    run([{'name': 'smoke', 'command': 'bin/smoke'}], host=host, timeout=3)
+    assert [c['args'] for c in host.calls] == [['/usr/bin/timeout', '--kill-after=5', '7', 'bin/smoke', '--quick'],
+                                               ['/usr/bin/timeout', '--kill-after=5', '3', 'bin/smoke']]
+
+
+def test_command_check_that_timed_out_says_so():
+    host = Host([(124, '', '')], bins={'timeout': '/usr/bin/timeout'})
+    passed, results = run([{'name': 'smoke', 'command': 'bin/smoke', 'timeout': 2}], host=host)
+    assert not passed and results[0]['msg'] == 'timed out after 2 s'
+
+
 def test_command_check_fails_on_a_wrong_rc_and_shows_the_output():
     passed, results = run([{'name': 'smoke', 'command': 'bin/smoke'}], host=Host([(3, 'out', 'boom')]))
     assert not passed
@@ -239,7 +259,6 @@ def test_command_check_retries_until_it_passes():
     assert passed and results[0]['attempts'] == 2 and len(host.calls) == 2 and sleeps == [2.0]
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #11')
 def test_a_command_check_that_hangs_fails_after_its_timeout(tmp_path):
     started = time.time()
     checks = HealthChecks([{'name': 'hangs', 'command': 'sleep 3', 'timeout': 1}], LocalHost(out=io.StringIO()), str(tmp_path),
@@ -275,6 +294,15 @@ def test_command_service_prefers_restart_command_and_reload_command():
     Service({'manager': 'command', 'restart_command': 'bin/restart', 'stop_command': 'x', 'start_command': 'y'}, host, '/a').restart()
     Service({'manager': 'command', 'action': 'reload', 'reload_command': 'kill -HUP 1'}, host, '/a').restart()
     assert [c['args'] for c in host.calls] == ['set -e\nbin/restart', 'set -e\nkill -HUP 1']
+
+
+def test_a_service_command_that_does_not_return_is_stopped_at_its_timeout(tmp_path):
+    service = Service({'manager': 'command', 'restart_command': 'sleep 3', 'timeout': 1}, LocalHost(out=io.StringIO()), str(tmp_path))
+    started = time.time()
+    with pytest.raises(RedbuttonError) as caught:
+        service.restart()
+    assert time.time() - started < 2.5
+    assert str(caught.value).startswith('restart with the service commands did not end within 1 s (redbutton_service.timeout)')
 
 
 def test_no_service_runs_nothing():

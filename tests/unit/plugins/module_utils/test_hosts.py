@@ -101,7 +101,6 @@ def test_http_get_nothing_listening_is_status_none_with_the_reason(module, kind)
 
 
 # baseline probes through the adapters ------------------------------------------------------------
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #1')
 @pytest.mark.parametrize('kind', ['local', 'module'])
 def test_adapter_runs_a_baseline_command_probe(module, tmp_path, kind):
     host = adapters(module)[kind]
@@ -114,7 +113,6 @@ def test_adapter_runs_a_baseline_command_probe(module, tmp_path, kind):
         assert json.load(handle)['probes'][0]['result'] == {'rc': 0}
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #1')
 @pytest.mark.parametrize('kind', ['local', 'module'])
 def test_adapter_has_get_bin_path_for_the_service_probe(module, kind):
     host = adapters(module)[kind]
@@ -166,6 +164,26 @@ def test_run_module_does_not_swallow_a_programming_error(capsys):
             run_module(module, engine)
 
 
-def test_local_host_reports_a_missing_program_as_oserror():
+@pytest.mark.parametrize('kind', ['local', 'module'])
+def test_a_program_that_cannot_start_is_rc_127_or_oserror_when_asked(module, kind):
+    host = adapters(module)[kind]
+    missing = os.path.join('/nonexistent', 'prog')
+    if kind == 'local':  # AnsibleModule fails the module instead of answering rc 127
+        rc, dummy, err = host.run_command([missing])
+        assert rc == 127 and missing in err
     with pytest.raises(OSError):
-        LocalHost(out=io.StringIO()).run_command([os.path.join('/nonexistent', 'prog')])
+        host.run_command([missing], handle_exceptions=False)
+
+
+@pytest.mark.parametrize('kind', ['local', 'module'])
+def test_a_command_string_is_split_without_a_shell(module, tmp_path, kind):
+    host = adapters(module)[kind]
+    rc, out, dummy = host.run_command("printf '%s|' 'a b' '$HOME;x'", cwd=str(tmp_path), expand_user_and_vars=False)
+    assert rc == 0 and out == 'a b|$HOME;x|'
+
+
+def test_local_host_finds_programs_in_sbin_too():
+    assert LocalHost.get_bin_path('sh') in ('/bin/sh', '/usr/bin/sh')
+    assert LocalHost.get_bin_path('no-such-program-here') is None
+    with pytest.raises(RedbuttonError, match='no-such-program-here was not found'):
+        LocalHost.get_bin_path('no-such-program-here', required=True)

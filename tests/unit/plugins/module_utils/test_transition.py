@@ -84,10 +84,11 @@ class App(object):
 
 
 class FakeHost(object):
-    """The host adapter exactly as the engine contract describes it: run_command(args, cwd=None,
-    use_unsafe_shell=False, environ_update=None) -> (rc, stdout, stderr), http_get, warn. It records
-    each command and answers rc 0, or what `script(args, current)` returns when that is not None.
-    A cwd that does not exist fails as it does in the on-host command (subprocess raises OSError)."""
+    """The host adapter exactly as _checks describes it: run_command(args, cwd=None, use_unsafe_shell=False,
+    environ_update=None, expand_user_and_vars=True, handle_exceptions=True) -> (rc, stdout, stderr),
+    get_bin_path, http_get, warn. It records each command and answers rc 0, or what
+    `script(args, current)` returns when that is not None. A cwd that does not exist fails as it
+    does in the on-host command (subprocess raises OSError)."""
 
     def __init__(self, root):
         self.root = root
@@ -95,13 +96,18 @@ class FakeHost(object):
         self.warnings = []
         self.script = lambda args, current: None
 
-    def run_command(self, args, cwd=None, use_unsafe_shell=False, environ_update=None):
+    def run_command(self, args, cwd=None, use_unsafe_shell=False, environ_update=None, expand_user_and_vars=True,
+                    handle_exceptions=True):
         current = current_of(self.root)
         self.calls.append({'args': args, 'cwd': cwd, 'shell': use_unsafe_shell, 'current': current})
         if cwd and not os.path.isdir(cwd):
             raise OSError(errno.ENOENT, 'No such file or directory', cwd)
         answer = self.script(args, current)
         return answer if answer is not None else (0, '', '')
+
+    @staticmethod
+    def get_bin_path(name, required=False):
+        return LocalHost.get_bin_path(name, required=required)
 
     def http_get(self, url, timeout, validate_certs=True):
         return LocalHost().http_get(url, timeout, validate_certs)
@@ -256,7 +262,6 @@ def test_second_rollout_records_the_baseline_of_the_release_it_replaces(env):
     assert env.host.restarts() == ['v1', 'v2']
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #1')
 def test_second_rollout_with_a_command_check_records_it_in_the_baseline(env):
     # The baseline of the release that serves includes each command check's rc (rollout_probes);
     # the probe runs through the engine's host adapter, whose run_command has the contract's signature.
@@ -286,7 +291,6 @@ def test_rolling_out_a_rolled_back_release_again_by_its_id(env):
     assert env.host.restarts()[-1] == 'v2'
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #7')
 def test_rolling_out_a_failed_release_again_is_refused_before_any_change(env):
     env.rollout('v1')
     env.fails(direction='rollout', release='v2', src=env.archive('v2', 'broken'))
@@ -470,7 +474,6 @@ def test_failure_at_stage_then_auto_rollback_stops_before_the_switch(env):
     stage_failure_then_auto_rollback(env, 'run-2')  # each run has its own lock owner (the roles' default)
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #2')
 def test_failure_at_stage_with_a_fixed_lock_owner_is_not_taken_for_a_finished_rollout(env):
     # redbutton_lock_owner is documented as a setting: the same owner across runs.
     stage_failure_then_auto_rollback(env, 'run-1')
@@ -558,13 +561,11 @@ def test_an_auto_rollback_whose_restart_fails_leaves_the_restored_release_active
     assert lock_holder(env.root) is None
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #9')
 def test_an_auto_rollback_whose_restart_fails_does_not_blame_the_health_checks(env):
     failed = failed_auto_rollback(env)
     assert 'health checks' not in failed['msg'].split('It was rolled back automatically')[1]
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #10')
 def test_after_a_failed_auto_rollback_the_next_rollout_goes_back_to_the_restored_release(env):
     failed_auto_rollback(env)
     env.host.script = lambda args, current: None
@@ -575,7 +576,6 @@ def test_after_a_failed_auto_rollback_the_next_rollout_goes_back_to_the_restored
     assert statuses(env.root) == {'v1': 'ok', 'v2': 'failed', 'v3': 'failed'}
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #8')
 @pytest.mark.parametrize('first, then', [(['stage', 'finish'], None), (['stage', 'switch'], ['finish'])])
 def test_a_call_that_skips_the_switch_or_the_checks_never_marks_the_release_ok(env, first, then):
     env.rollout('v1')
@@ -586,6 +586,54 @@ def test_a_call_that_skips_the_switch_or_the_checks_never_marks_the_release_ok(e
     except RedbuttonError:
         pass  # a refusal is a right answer too
     assert statuses(env.root).get('v2') != 'ok'
+
+
+def test_steps_that_are_not_consecutive_are_refused_before_any_change(env):
+    env.rollout('v1')
+    before = snapshot(env.root)
+    with pytest.raises(RedbuttonError) as caught:
+        env.rollout('v2', steps=['stage', 'finish'])
+    assert str(caught.value).startswith('steps stage, finish are not consecutive steps of a rollout')
+    assert snapshot(env.root) == before
+
+
+@pytest.mark.xfail(strict=True, reason='engine-findings.md #12')
+@pytest.mark.parametrize('direction, steps', [
+    ('rollout', ['stage', 'switch', 'restart', 'verify', 'finish']),
+    ('rollback', ['switch', 'restart', 'verify', 'compare', 'finish']),
+])
+def test_without_migrations_the_steps_may_leave_migrate_out(env, direction, steps):
+    # What the roles pass when redbutton_migrations is empty: every step but migrate.
+    env.rollout('v1')
+    if direction == 'rollout':
+        result = env.rollout('v2', steps=steps)
+    else:
+        env.rollout('v2')
+        result = env.run(direction='rollback', steps=steps)
+    assert result['outcome'] == ('rolled_out' if direction == 'rollout' else 'rolled_back')
+
+
+@pytest.mark.xfail(strict=True, reason='engine-findings.md #12')
+def test_a_call_that_would_skip_the_restart_and_checks_is_refused(env):
+    env.rollout('v1')
+    env.rollout('v2', steps=['stage', 'switch'])
+    before = ledger_bytes(env.root)
+    with pytest.raises(RedbuttonError) as caught:
+        env.run(direction='rollout', release='v2', steps=['finish'])
+    assert 'the rollout to v2 has not done restart, verify yet' in str(caught.value)
+    assert ledger_bytes(env.root) == before and statuses(env.root)['v2'] == 'active'
+    assert lock_holder(env.root) == 'run-1'  # still this run's: it goes on with the right steps
+    result = env.run(direction='rollout', release='v2', steps=['restart', 'verify', 'finish'])
+    assert result['outcome'] == 'rolled_out' and statuses(env.root)['v2'] == 'ok'
+
+
+@pytest.mark.xfail(strict=True, reason='engine-findings.md #12')
+def test_without_a_service_or_checks_a_call_may_leave_those_steps_out(env):
+    env.rollout('v1', service={'manager': 'none'}, health_checks=[])
+    env.rollout('v2', steps=['stage', 'switch'], service={'manager': 'none'}, health_checks=[])
+    result = env.run(direction='rollout', release='v2', steps=['finish'], service={'manager': 'none'}, health_checks=[])
+    assert result['outcome'] == 'rolled_out' and statuses(env.root) == {'v1': 'ok', 'v2': 'ok'}
+    assert env.host.restarts() == []
 
 
 # rollback -----------------------------------------------------------------------------------------
@@ -666,7 +714,6 @@ def test_rollback_without_a_target_changes_nothing(env):
     assert env.host.restarts() == ['v1']
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #3')
 def test_rollback_to_an_unknown_target_is_refused(env):
     env.rollout('v1')
     env.rollout('v2')
@@ -677,7 +724,6 @@ def test_rollback_to_an_unknown_target_is_refused(env):
     assert snapshot(env.root) == before
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #3')
 def test_rollback_to_a_failed_target_is_refused_before_any_change(env):
     env.rollout('v1')
     env.fails(direction='rollout', release='v2', src=env.archive('v2', 'broken'))
@@ -759,7 +805,6 @@ def test_rollout_migrates_up_and_records_the_schema_version_on_both_releases(env
     assert ('migrate', 'changed') in step_outcomes(second)
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #6')
 def test_migrate_result_names_the_migrations_it_applied(env):
     env.rollout('v1', files=SCHEMA_1, migrations=env.migrations())
     result = env.rollout('v2', files=SCHEMA_2, migrations=env.migrations())
@@ -865,7 +910,7 @@ def test_a_rollout_killed_after_the_switch_is_finished_by_the_next_run_once_the_
     assert child.returncode == -signal.SIGKILL, child.stderr
     assert current_of(env.root) == 'v2' and statuses(env.root) == {'v1': 'ok', 'v2': 'active'}
     record = ledger(env.root)['transition']
-    assert record['done'] == ['stage', 'switch'] and record['from'] == 'v1' and lock_holder(env.root) == 'run-1'
+    assert record['done'] == ['stage', 'migrate', 'switch'] and record['from'] == 'v1' and lock_holder(env.root) == 'run-1'
     assert not os.path.exists(log)  # killed before its restart
     time.sleep(2.1)  # the dead run's lock expires (TTL 1 s, second resolution)
     result = env.rollout('v2', lock_owner='run-2')
@@ -925,7 +970,6 @@ def test_a_killed_rollback_rerun_to_its_target_restarts_the_release_that_is_not_
     killed_rollback_rerun(env, release='v1')
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #4')
 def test_a_killed_rollback_rerun_as_it_was_started_finishes_it(env):
     killed_rollback_rerun(env)  # the rollback playbook run again: release "previous"
 
@@ -941,7 +985,6 @@ def test_rollout_in_check_mode_predicts_and_changes_nothing(env):
     assert env.host.restarts() == ['v1']
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #5')
 def test_first_rollout_in_check_mode_with_a_command_check_does_not_fail(env):
     result = env.rollout('v1', check_mode=True, health_checks=[{'name': 'smoke', 'command': 'bin/smoke'}])
     assert result['changed'] and result['statuses'] == {'v1': 'ok'}

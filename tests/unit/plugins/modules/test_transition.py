@@ -131,7 +131,6 @@ def test_check_mode_and_diff_change_nothing(capsys, site):
     assert snapshot(site.root) == before and site.restarts() == ['v1']
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #5')
 def test_check_mode_first_rollout_with_a_command_check(capsys, site):
     checks = [{'name': 'version file', 'command': 'grep -q v1 VERSION'}]
     rc, result = call(capsys, site.rollout('v1', health_checks=checks), check_mode=True)
