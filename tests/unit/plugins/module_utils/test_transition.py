@@ -479,6 +479,18 @@ def test_failure_at_stage_with_a_fixed_lock_owner_is_not_taken_for_a_finished_ro
     stage_failure_then_auto_rollback(env, 'run-1')
 
 
+@pytest.mark.parametrize('same_run', [dict(run_id='run-2'), dict(release='v2')])
+def test_a_failure_after_the_rollout_finished_keeps_the_healthy_release(env, same_run):
+    env.rollout('v1', run_id='run-1')
+    env.rollout('v2', run_id='run-2')  # finished; then a hook after the finish failed
+    before = snapshot(env.root)
+    result = env.run(direction='auto_rollback', failure_task='notify the team', failure_msg='chat is down', **same_run)
+    assert result['outcome'] == 'finished_then_failed' and not result['moved']
+    assert result['msg'].startswith('Rollout of v2 switched, restarted and passed its health checks, then failed at notify the '
+                                    'team: chat is down. v2 stays current')
+    assert snapshot(env.root) == before and current_of(env.root) == 'v2'
+
+
 def test_a_refused_rollback_leaves_the_lock_as_it_found_it(env):
     from ansible_collections.redbutton.deploy.plugins.module_utils._lock import DeployLock
     env.rollout('v1')
