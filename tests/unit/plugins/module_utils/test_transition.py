@@ -284,7 +284,6 @@ def test_rollout_without_an_id_names_the_release_after_its_content(env):
     assert current_of(env.root) == expected and statuses(env.root) == {expected: 'ok'}
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #13')
 def test_a_rebuilt_artifact_of_the_current_release_without_an_id_changes_nothing(env):
     first = env.run(direction='rollout', src=env.archive('v1'))
     before = snapshot(env.root)
@@ -623,7 +622,6 @@ def test_steps_that_are_not_consecutive_are_refused_before_any_change(env):
     assert snapshot(env.root) == before
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #12')
 @pytest.mark.parametrize('direction, steps', [
     ('rollout', ['stage', 'switch', 'restart', 'verify', 'finish']),
     ('rollback', ['switch', 'restart', 'verify', 'compare', 'finish']),
@@ -639,7 +637,6 @@ def test_without_migrations_the_steps_may_leave_migrate_out(env, direction, step
     assert result['outcome'] == ('rolled_out' if direction == 'rollout' else 'rolled_back')
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #12')
 def test_a_call_that_would_skip_the_restart_and_checks_is_refused(env):
     env.rollout('v1')
     env.rollout('v2', steps=['stage', 'switch'])
@@ -653,7 +650,6 @@ def test_a_call_that_would_skip_the_restart_and_checks_is_refused(env):
     assert result['outcome'] == 'rolled_out' and statuses(env.root)['v2'] == 'ok'
 
 
-@pytest.mark.xfail(strict=True, reason='engine-findings.md #12')
 def test_without_a_service_or_checks_a_call_may_leave_those_steps_out(env):
     env.rollout('v1', service={'manager': 'none'}, health_checks=[])
     env.rollout('v2', steps=['stage', 'switch'], service={'manager': 'none'}, health_checks=[])
