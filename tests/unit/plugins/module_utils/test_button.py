@@ -1,0 +1,198 @@
+# -*- coding: utf-8 -*-
+# Copyright: redbutton.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The on-host command (_button): what goes into the zipapp, that it is deterministic and
+installed atomically only when it differs, and that it runs on a plain python3 without
+Ansible on a root prepared by the release engine."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import glob
+import io
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import zipfile
+
+import pytest
+
+from ansible_collections.redbutton.deploy.plugins.module_utils import _button
+from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
+from ansible_collections.redbutton.deploy.plugins.module_utils._release import RELEASE_ARGUMENT_SPEC, ReleaseManager
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
+PREFIX = 'ansible_collections/redbutton/deploy/plugins/module_utils/'
+
+
+def release(root, version, src_dir, **kwargs):
+    src = os.path.join(src_dir, version)
+    os.makedirs(src, exist_ok=True)
+    with open(os.path.join(src, 'VERSION'), 'w') as handle:
+        handle.write(version + '\n')
+    params = dict((name, spec.get('default')) for name, spec in RELEASE_ARGUMENT_SPEC.items())
+    params.update(root=root, release=version, src=src, shared_paths=[], state='active', status='ok', actor='alice')
+    params.update(kwargs)
+    return ReleaseManager(params).run()
+
+
+def python_without_ansible():
+    """A python3 outside the project's virtualenv that cannot import Ansible (or None)."""
+    for candidate in ('/usr/bin/python3', '/usr/local/bin/python3'):
+        if os.path.exists(candidate):
+            probe = subprocess.run([candidate, '-I', '-c', 'import ansible'], capture_output=True, check=False)
+            if probe.returncode != 0:
+                return candidate
+    return None
+
+
+def python38():
+    """A Python 3.8 interpreter (the oldest the command supports), or None."""
+    candidates = [shutil.which('python3.8')] + sorted(glob.glob(os.path.expanduser('~/.pyenv/versions/3.8*/bin/python3.8')))
+    for candidate in candidates:
+        if candidate and subprocess.run([candidate, '-c', 'import sys; assert sys.version_info[:2] == (3, 8)'],
+                                        capture_output=True, check=False).returncode == 0:
+            return candidate
+    return None
+
+
+def test_version_is_the_collection_version():
+    with open(os.path.join(REPO, 'galaxy.yml')) as handle:
+        version = re.search(r'^version:\s*(\S+)', handle.read(), re.M).group(1)
+    assert _button.COLLECTION_VERSION == version
+
+
+def test_sources_are_the_import_closure_of_the_command_line():
+    files = _button.sources()
+    # The command line, what it runs (the engine, the release engine, the ledger, the lock) and
+    # what those import, found by following the imports.
+    for name in ('_cli', '_button', '_common', '_release', '_ledger', '_lock', '_archive', '_transition'):
+        assert name in files, name
+    with open(os.path.join(REPO, 'plugins', 'module_utils', '_release.py'), 'rb') as handle:
+        assert files['_release'] == handle.read()
+    for name, data in files.items():
+        assert not re.search(rb'^\s*(from|import)\s+ansible(\.|\s)', data, re.M), '%s imports ansible' % name
+
+
+def test_a_module_utils_file_that_imports_ansible_is_refused(monkeypatch):
+    real = _button._read_source
+
+    def read(name):
+        if name == '_common':
+            return real(name) + b'\ndef fetch():\n    from ansible.module_utils.urls import open_url\n    return open_url\n'
+        return real(name)
+
+    monkeypatch.setattr(_button, '_read_source', read)
+    with pytest.raises(RedbuttonError, match=r'module_utils/_common.py imports ansible.module_utils.urls, but the on-host command runs without Ansible'):
+        _button.build_zipapp()
+
+
+def test_zipapp_is_deterministic_and_laid_out_as_the_collection():
+    data = _button.build_zipapp()
+    assert data == _button.build_zipapp()
+    assert data.startswith(b'#!/usr/bin/env python3\n')
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        infos = archive.infolist()
+        names = [info.filename for info in infos]
+        assert names == sorted(names)
+        assert set(info.date_time for info in infos) == {(1980, 1, 1, 0, 0, 0)}
+        for package in ('ansible_collections/', 'ansible_collections/redbutton/', 'ansible_collections/redbutton/deploy/',
+                        'ansible_collections/redbutton/deploy/plugins/', PREFIX):
+            assert archive.read(package + '__init__.py') == b''
+        assert archive.read(PREFIX + '_cli.py') == _button.sources()['_cli']
+        main = archive.read('__main__.py').decode('utf-8')
+        assert 'from ansible_collections.redbutton.deploy.plugins.module_utils._cli import main' in main
+
+
+def test_install_writes_once_then_changes_nothing(tmp_path):
+    root = str(tmp_path / 'root')
+    first = _button.install_button(root)
+    path = os.path.join(root, '.redbutton', 'bin', 'redbutton')
+    assert first['changed'] is True and first['path'] == path and first['version'] == _button.COLLECTION_VERSION
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o755
+    with open(path, 'rb') as handle:
+        assert first['checksum'] == 'sha256:' + __import__('hashlib').sha256(handle.read()).hexdigest()
+    inode = os.stat(path).st_ino
+    second = _button.install_button(root)
+    assert second['changed'] is False and second['checksum'] == first['checksum']
+    assert os.stat(path).st_ino == inode, 'an unchanged command was rewritten'
+    assert os.listdir(os.path.dirname(path)) == ['redbutton'], 'a temporary file was left behind'
+
+
+def test_install_replaces_an_older_command_atomically(tmp_path):
+    root = str(tmp_path / 'root')
+    path = _button.button_path(root)
+    os.makedirs(os.path.dirname(path))
+    with open(path, 'wb') as handle:
+        handle.write(b'#!/bin/sh\necho an older collection\n')
+    os.chmod(path, 0o700)
+    # Check mode says it would change and touches nothing.
+    assert _button.install_button(root, check_mode=True)['changed'] is True
+    with open(path, 'rb') as handle:
+        assert handle.read() == b'#!/bin/sh\necho an older collection\n'
+    old_inode = os.stat(path).st_ino
+    assert _button.install_button(root)['changed'] is True
+    with open(path, 'rb') as handle:
+        assert handle.read() == _button.build_zipapp()
+    assert os.stat(path).st_ino != old_inode, 'replaced in place instead of by rename'
+    # Only the mode drifted: put back.
+    os.chmod(path, 0o700)
+    assert _button.install_button(root)['changed'] is True
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o755
+
+
+def test_check_mode_on_a_fresh_root_creates_nothing(tmp_path):
+    root = str(tmp_path / 'root')
+    result = _button.install_button(root, check_mode=True)
+    assert result['changed'] is True
+    assert not os.path.exists(root)
+
+
+@pytest.mark.parametrize('interpreter', ['system', 'python3.8'])
+def test_the_command_runs_without_ansible_on_a_prepared_root(tmp_path, interpreter):
+    if interpreter == 'system':
+        python = python_without_ansible()
+        if python is None:
+            pytest.skip('no python3 outside the virtualenv without Ansible on this machine')
+    else:
+        python = python38()
+        if python is None:
+            pytest.skip('no Python 3.8 on this machine')
+    root = str(tmp_path / 'srv' / 'app')
+    release(root, 'v1', str(tmp_path / 'src'))
+    release(root, 'v2', str(tmp_path / 'src'))
+    command = _button.install_button(root)['path']
+    proc = subprocess.run([python, '-I', command, 'status'], capture_output=True, text=True, check=False,
+                          env={'PATH': '/usr/bin:/bin'})
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ['RELEASE', 'STATUS', 'NOTE']
+    assert lines[1].split() == ['v1', 'ok', 'previous', '(rollback', 'target)']
+    assert lines[2].split() == ['v2', 'ok', 'current']
+    assert re.match(r'^last switch: v1 -> v2 \(None\) at \S+ by alice$', lines[3])
+    assert lines[-1] == 'lock: free'
+    proc = subprocess.run([python, '-I', command, 'status', '--json'], capture_output=True, text=True, check=False,
+                          env={'PATH': '/usr/bin:/bin'})
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads(proc.stdout)
+    assert (document['root'], document['current'], document['previous']) == (root, 'v2', 'v1')
+    assert [item['status'] for item in document['releases']] == ['ok', 'ok']
+
+
+def test_the_command_finds_its_root_through_a_symlink(tmp_path):
+    python = python_without_ansible()
+    if python is None:
+        pytest.skip('no python3 outside the virtualenv without Ansible on this machine')
+    root = str(tmp_path / 'app')
+    release(root, 'v1', str(tmp_path / 'src'))
+    command = _button.install_button(root)['path']
+    link = str(tmp_path / 'redbutton-app')
+    os.symlink(command, link)
+    proc = subprocess.run([link, 'status', '--json'], capture_output=True, text=True, check=False,
+                          env={'PATH': os.path.dirname(python) + ':/usr/bin:/bin'})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)['current'] == 'v1'
