@@ -37,14 +37,14 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
 )
 
 # The collection version the command reports (kept equal to galaxy.yml's version by a unit test).
-COLLECTION_VERSION = '0.1.0'
+COLLECTION_VERSION = _cli.VERSION
 PACKAGE = 'ansible_collections.redbutton.deploy.plugins.module_utils'
 BIN_DIR = 'bin'
 COMMAND = 'redbutton'
 SHEBANG = b'#!/usr/bin/env python3\n'
 MODE = 0o755
-# The first entries of the closure: the command line, and this file (for the version).
-ROOTS = (_cli.__name__.rsplit('.', 1)[-1], __name__.rsplit('.', 1)[-1])
+# Where the closure starts: the command line.
+ROOTS = (_cli.__name__.rsplit('.', 1)[-1],)
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 # Kept as a string written into the archive: a __main__.py in plugins/ would be taken for a

@@ -36,6 +36,8 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
 )
 
 PROG = 'redbutton'
+# The collection version (galaxy.yml); the command is rebuilt by every rollout.
+VERSION = '0.1.0'
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
@@ -428,6 +430,7 @@ def failure_advice(args, result):
 def parser():
     main_parser = argparse.ArgumentParser(
         prog=PROG, description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
+    main_parser.add_argument('--version', action='version', version='%s (redbutton.deploy %s)' % (PROG, VERSION))
     main_parser.add_argument('--root', metavar='DIR',
                              help='the application root (default: the directory that holds .redbutton/bin/redbutton)')
     sub = main_parser.add_subparsers(dest='command', metavar='{status,rollback,verify}')

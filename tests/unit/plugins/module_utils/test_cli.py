@@ -84,6 +84,13 @@ def test_main_help_lists_the_commands_and_exit_codes(capsys):
         assert word in out
 
 
+def test_version_names_the_collection_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        _cli.main(['--version'])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == 'redbutton (redbutton.deploy %s)' % _cli.VERSION
+
+
 @pytest.mark.parametrize('argv', [[], ['rollback', '--bogus'], ['undo'], ['status', '--events', 'many']])
 def test_usage_errors_exit_2(capsys, argv):
     with pytest.raises(SystemExit) as exc:
