@@ -20,12 +20,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import ast
 import errno
 import hashlib
 import importlib.util
 import io
 import os
+import re
 import stat
 import zipfile
 
@@ -87,26 +87,53 @@ def _read_source(name):
         raise RedbuttonError('cannot read module_utils/%s.py of redbutton.deploy to build the on-host command: %s' % (name, exc))
 
 
+_FROM = re.compile(r'from\s+([\w.]+)\s+import\s+(\([^)]*\)|[^#\n]*)')
+_IMPORT = re.compile(r'import\s+([^#\n]*)')
+
+
 def _imports(name, source):
-    """(module_utils names, other top-level modules) that the source imports, anywhere in it."""
+    """(module_utils names it imports anywhere, other modules it imports when it is loaded).
+
+    An import inside a function runs only when that function does: the command may carry a
+    module whose Ansible-only part (the module's host adapter) it never calls. Read line by
+    line, with indentation telling what is inside a function: parsing every file with ast
+    would cost a rollout a noticeable fraction of a second (a unit test checks both agree).
+    """
     ours, others = set(), set()
-    tree = ast.parse(source, filename='%s.py' % name)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom):
-            if node.level:
-                raise RedbuttonError('module_utils/%s.py uses a relative import; the on-host command needs absolute ones' % name)
-            modules = [node.module or '']
-            if node.module == PACKAGE:
-                ours.update(alias.name for alias in node.names)
+    text = source.decode('utf-8')
+    functions = []  # indentation of the enclosing def statements
+    offset = 0
+    for line in text.splitlines(True):
+        start, offset = offset, offset + len(line)
+        stripped = line.lstrip()
+        if not stripped.strip() or stripped.startswith('#'):
+            continue
+        indent = len(line) - len(stripped)
+        while functions and indent <= functions[-1]:
+            functions.pop()
+        if stripped.startswith(('def ', 'async def ')):
+            functions.append(indent)
+            continue
+        if stripped.startswith('from '):
+            match = _FROM.match(text, start + indent)
+            if not match:
                 continue
-        elif isinstance(node, ast.Import):
-            modules = [alias.name for alias in node.names]
+            module = match.group(1)
+            if module.startswith('.'):
+                raise RedbuttonError('module_utils/%s.py uses a relative import; the on-host command needs absolute ones' % name)
+            if module == PACKAGE:
+                ours.update(item.split()[0] for item in match.group(2).strip('()').replace('\n', ' ').split(',') if item.strip())
+                continue
+            modules = [module]
+        elif stripped.startswith('import '):
+            match = _IMPORT.match(text, start + indent)
+            modules = [item.split()[0] for item in match.group(1).split(',') if item.strip()]
         else:
             continue
         for module in modules:
             if module.startswith(PACKAGE + '.'):
                 ours.add(module[len(PACKAGE) + 1:].split('.')[0])
-            else:
+            elif not functions:
                 others.add(module)
     return ours, others
 
@@ -114,7 +141,8 @@ def _imports(name, source):
 def sources():
     """{name: source bytes} of the module_utils the command imports, directly or not.
 
-    Refuses when one of them imports Ansible: the command must run on a host without it.
+    Refuses when one of them imports Ansible when it is loaded: the command must run on a host
+    without it (an import inside a function the command never calls is allowed).
     """
     found = {}
     todo = list(ROOTS)
@@ -164,6 +192,21 @@ def _installed(path):
         raise RedbuttonError('cannot read the on-host command %s: %s' % (path, exc))
 
 
+def _same_sources(content):
+    """Whether an installed command carries exactly the collection's current sources: then it is
+    what build_zipapp() would write (the closure follows from the files' content), and nothing
+    needs parsing. A re-run of a rollout only reads the files."""
+    prefix = PACKAGE.replace('.', '/') + '/'
+    try:
+        with zipfile.ZipFile(io.BytesIO(content)) as archive:
+            names = [name[len(prefix):-len('.py')] for name in archive.namelist()
+                     if name.startswith(prefix) and name.endswith('.py') and name != prefix + '__init__.py']
+        files = dict((name, _read_source(name)) for name in names)
+    except (zipfile.BadZipFile, RedbuttonError, ValueError):
+        return False
+    return bool(files) and build_zipapp(files) == content
+
+
 def install_button(root, check_mode=False):
     """Write <root>/.redbutton/bin/redbutton when its content or mode differs.
 
@@ -171,8 +214,8 @@ def install_button(root, check_mode=False):
     sha256 of the command (it changes with any change of the code it carries).
     """
     path = button_path(root)
-    data = build_zipapp()
     content, mode = _installed(path)
+    data = content if content is not None and _same_sources(content) else build_zipapp()
     changed = content != data or mode != MODE
     if changed and not check_mode:
         try:

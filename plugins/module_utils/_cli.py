@@ -163,7 +163,7 @@ class Output(object):
 
     def warn(self, text):
         self.warnings.append(text)
-        self.stderr.write('WARNING: %s\n' % text)
+        self.stderr.write('warning: %s\n' % text)
         self.stderr.flush()
 
     def error(self, text):
@@ -246,6 +246,12 @@ def _engine():
     return _transition
 
 
+def _local_host():
+    """The engine's host adapter without Ansible: subprocess, urllib; warnings to stderr."""
+    from ansible_collections.redbutton.deploy.plugins.module_utils._hosts import LocalHost
+    return LocalHost(out=sys.stderr)
+
+
 def _lock_owner(who):
     return '%s:%s:%d' % (RUN_ID, who, os.getpid())
 
@@ -284,10 +290,13 @@ def _missing_directories(root):
 def transition_params(settings, root, direction, release, once, who, owner):
     """The engine's parameters: its defaults, the settings the last rollout recorded, then ours."""
     engine = _engine()
-    params = _spec_defaults(engine.TRANSITION_ARGUMENT_SPEC)
-    for name, value in settings.items():
-        if name in params and value is not None:
-            params[name] = value
+    params = engine.defaults()
+    for name in engine.RECORDED_SETTINGS:
+        if settings.get(name) is not None:
+            params[name] = copy.deepcopy(settings[name])
+    # A marker for the command (the rollout used a password), not an engine setting.
+    params['migrations'] = dict((key, value) for key, value in (params.get('migrations') or {}).items()
+                                if key != 'password_from')
     params.update(root=root, direction=direction, release=release, once=once, actor=who, lock_owner=owner,
                   run_id=RUN_ID)
     return params
@@ -300,14 +309,15 @@ def _schema_version(plan, release_id):
     return None
 
 
-def database_password(migrations, plan, out, ask):
-    """The database password of a rollback that migrates down: from the environment, or typed
-    at a terminal; never from disk. Returns (password or None, where it came from)."""
-    if not migrations or not plan.get('current_before') or plan.get('release') == plan.get('current_before'):
+def database_password(migrations, plan, ask):
+    """The database password of a rollback that migrates down, when the rollout used one: from
+    the environment, or typed at a terminal; never from disk. Returns (password or None, where
+    it came from, or None when no password is needed)."""
+    if not migrations or not migrations.get('password_from'):
+        return None, None
+    if not plan.get('current_before') or plan.get('release') == plan.get('current_before'):
         return None, None
     if _schema_version(plan, plan['release']) == _schema_version(plan, plan['current_before']):
-        return None, None
-    if migrations.get('engine', 'sqlite') != 'postgresql':
         return None, None
     for name in PASSWORD_VARIABLES:
         if os.environ.get(name):
@@ -356,29 +366,27 @@ def cmd_rollback(args, out):
                           'roll back without asking' % question)
         if not confirm(question, out):
             raise Refused('not confirmed')
-    params = transition_params(settings, args.root, 'rollback', args.to or 'previous', args.to is None, who, owner)
-    migrations = dict(params.get('migrations') or {})
-    password, source = database_password(migrations, plan, out, terminal and not args.json)
+    params = transition_params(settings, args.root, 'rollback', args.to, args.to is None, who, owner)
+    password, source = database_password(settings.get('migrations'), plan, terminal)
     if source:
         out.line('database password: %s' % source)
+        if out.as_json:
+            out.stderr.write('database password: %s\n' % source)
     if password:
-        migrations['login_password'] = password
-        params['migrations'] = migrations
+        params['migrations'] = dict(params['migrations'], login_password=password)
     return run_transition(args, out, params, what='rollback of %s' % args.root)
 
 
 def cmd_verify(args, out):
     check_root(args.root)
     settings = read_settings(args.root)
-    who = actor()
-    params = transition_params(settings, args.root, 'rollback', 'previous', True, who, _lock_owner(who))
-    params['steps'] = ['verify', 'compare']
+    params = transition_params(settings, args.root, 'verify', None, False, actor(), None)
     return run_transition(args, out, params, what='verify of %s' % args.root, check_mode=True)
 
 
 def run_transition(args, out, params, what, check_mode=False):
     engine = _engine()
-    host = engine.LocalHost(warn=out.warn)
+    host = _local_host()
     try:
         result = engine.Transition(params, host, check_mode=check_mode).run()
     except engine.TransitionFailed as exc:
@@ -387,6 +395,8 @@ def run_transition(args, out, params, what, check_mode=False):
         raise Failed(failure_advice(args, result), result)
     except RedbuttonError as exc:
         raise Refused(str(exc))
+    finally:
+        out.warnings.extend(host.warnings)
     show_result(out, what, result)
     out.document(dict(result, root=args.root, command=args.command, exit=EXIT_OK))
     return EXIT_OK

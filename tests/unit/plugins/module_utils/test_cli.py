@@ -316,34 +316,34 @@ def plan(current_schema, target_schema):
         {'id': 'v2', 'metadata': {'schema_version': current_schema}}]}
 
 
-POSTGRES = {'engine': 'postgresql', 'database': 'postgresql://app@db/app', 'path': 'migrations'}
+POSTGRES = {'engine': 'postgresql', 'database': 'postgresql://app@db/app', 'path': 'migrations',
+            'password_from': 'REDBUTTON_DB_PASSWORD or PGPASSWORD'}
 
 
 def test_password_from_the_environment(monkeypatch):
-    out = _cli.Output(False)
     monkeypatch.delenv('PGPASSWORD', raising=False)
     monkeypatch.setenv('REDBUTTON_DB_PASSWORD', 's3cret')
-    assert _cli.database_password(POSTGRES, plan(2, 1), out, ask=False) == ('s3cret', 'the environment variable REDBUTTON_DB_PASSWORD')
+    assert _cli.database_password(POSTGRES, plan(2, 1), ask=False) == ('s3cret', 'the environment variable REDBUTTON_DB_PASSWORD')
     monkeypatch.delenv('REDBUTTON_DB_PASSWORD')
     monkeypatch.setenv('PGPASSWORD', 'other')
-    assert _cli.database_password(POSTGRES, plan(2, 1), out, ask=False) == ('other', 'the environment variable PGPASSWORD')
+    assert _cli.database_password(POSTGRES, plan(2, 1), ask=False) == ('other', 'the environment variable PGPASSWORD')
 
 
 def test_password_typed_at_a_terminal_or_none(monkeypatch):
-    out = _cli.Output(False)
     monkeypatch.delenv('PGPASSWORD', raising=False)
     monkeypatch.delenv('REDBUTTON_DB_PASSWORD', raising=False)
     prompts = []
     monkeypatch.setattr(_cli.getpass, 'getpass', lambda prompt: prompts.append(prompt) or 'typed')
-    assert _cli.database_password(POSTGRES, plan(2, 1), out, ask=True) == ('typed', 'typed at the prompt')
+    assert _cli.database_password(POSTGRES, plan(2, 1), ask=True) == ('typed', 'typed at the prompt')
     assert 'postgresql://app@db/app' in prompts[0]
-    password, source = _cli.database_password(POSTGRES, plan(2, 1), out, ask=False)
+    password, source = _cli.database_password(POSTGRES, plan(2, 1), ask=False)
     assert password is None and source.startswith('nowhere (REDBUTTON_DB_PASSWORD and PGPASSWORD are unset')
 
 
-def test_no_password_when_nothing_migrates(monkeypatch):
-    out = _cli.Output(False)
+def test_no_password_when_none_is_needed(monkeypatch):
     monkeypatch.setenv('REDBUTTON_DB_PASSWORD', 's3cret')
-    assert _cli.database_password(POSTGRES, plan(2, 2), out, ask=True) == (None, None)
-    assert _cli.database_password({}, plan(2, 1), out, ask=True) == (None, None)
-    assert _cli.database_password(dict(POSTGRES, engine='sqlite'), plan(2, 1), out, ask=True) == (None, None)
+    # The schema version does not change: nothing migrates.
+    assert _cli.database_password(POSTGRES, plan(2, 2), ask=True) == (None, None)
+    # No migrations, or the rollout used no password (SQLite, or ~/.pgpass).
+    assert _cli.database_password({}, plan(2, 1), ask=True) == (None, None)
+    assert _cli.database_password(dict(POSTGRES, password_from=None), plan(2, 1), ask=True) == (None, None)
