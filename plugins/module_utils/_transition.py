@@ -32,6 +32,7 @@ import time
 import uuid
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._baseline import Baseline
+from ansible_collections.redbutton.deploy.plugins.module_utils._button import install_button
 from ansible_collections.redbutton.deploy.plugins.module_utils._checks import (
     HealthChecks,
     Service,
@@ -301,6 +302,7 @@ class Transition(object):
         self.release = None
         self.closed = None
         self.auto_failure = None
+        self.button = None
 
     # -- input ------------------------------------------------------------------------------
     def _validate(self):
@@ -812,6 +814,7 @@ class Transition(object):
             self.rm._prune(int(self.p['keep']), record['to'])
             self.pruned = list(self.rm.pruned)
             self._record_settings()
+            self.button = install_button(self.root, check_mode=self.check_mode)
             outcome = 'rolled_out'
         elif self.direction == 'rollback':
             self.ledger.set_status(record['to'], 'ok', actor=actor, reason='rollback')
@@ -1038,6 +1041,7 @@ class Transition(object):
             'checksum': (self.ledger.get(self.release) or {}).get('checksum') if self.release else None,
             'path': release_path(self.root, self.release) if self.release else None,
             'notes': self.notes,
+            'button': self.button,
         }
         if self.diff:
             result['diff'] = {'before': self.before, 'after': self._snapshot()}
