@@ -26,6 +26,7 @@ import copy
 import getpass
 import json
 import os
+import shlex
 import socket
 import sys
 
@@ -249,7 +250,28 @@ def _engine():
 def _local_host():
     """The engine's host adapter without Ansible: subprocess, urllib; warnings to stderr."""
     from ansible_collections.redbutton.deploy.plugins.module_utils._hosts import LocalHost
-    return LocalHost(out=sys.stderr)
+
+    class Host(LocalHost):
+        """LocalHost, taking run_command as AnsibleModule does: a command given as a string
+        without a shell is split like a shell would, ~ and $VARS are expanded unless told not
+        to, and a command that cannot start is a failed command (rc 127), not a crash."""
+
+        def run_command(self, args, cwd=None, use_unsafe_shell=False, environ_update=None,
+                        expand_user_and_vars=True, handle_exceptions=True):
+            if not use_unsafe_shell:
+                if isinstance(args, str):
+                    args = shlex.split(args)
+                if expand_user_and_vars:
+                    args = [os.path.expanduser(os.path.expandvars(arg)) for arg in args]
+            try:
+                return super(Host, self).run_command(args, cwd=cwd, use_unsafe_shell=use_unsafe_shell,
+                                                     environ_update=environ_update)
+            except (IOError, OSError) as exc:
+                if not handle_exceptions:
+                    raise
+                return 127, '', 'cannot run %s: %s' % (args if use_unsafe_shell else ' '.join(args), exc)
+
+    return Host(out=sys.stderr)
 
 
 def _lock_owner(who):
@@ -403,19 +425,23 @@ def run_transition(args, out, params, what, check_mode=False):
 
 
 def show_result(out, what, result):
-    out.line('%s: %s -> %s' % (what, result.get('from'), result.get('to')))
+    if result.get('moved'):
+        out.line('%s: %s -> %s' % (what, result.get('from'), result.get('to')))
+    else:
+        out.line('%s: current is %s' % (what, result.get('current')))
     for step in result.get('steps') or []:
-        out.line('  %-8s %-8s %6.2f s  %s' % (step.get('name'), step.get('outcome'), step.get('seconds') or 0, step.get('msg') or ''))
+        out.line('  %-8s %-8s %6.2f s  %s' % (step.get('name'), step.get('outcome'), step.get('seconds') or 0,
+                                              (step.get('msg') or '').split('\n')[0]))
     for check in result.get('checks') or []:
-        out.line('  check %s (%s %s): %s after %s attempt(s)%s' % (
+        out.line('  check %s (%s %s): %s after %s attempt%s%s' % (
             check.get('name'), check.get('kind'), check.get('target'), 'passed' if check.get('passed') else 'FAILED',
-            check.get('attempts'), (': %s' % check['msg']) if check.get('msg') and not check.get('passed') else ''))
+            check.get('attempts'), '' if check.get('attempts') == 1 else 's',
+            (': %s' % check['msg']) if check.get('msg') and not check.get('passed') else ''))
     compare = result.get('compare')
-    if compare:
-        out.line('  baseline %s: %s' % (compare.get('name'), 'matches' if compare.get('matched') else 'DIFFERS'))
-        if not compare.get('matched') and compare.get('msg'):
-            for text in str(compare['msg']).splitlines():
-                out.line('    %s' % text)
+    if compare and compare.get('matched') is False and compare.get('msg'):
+        out.line('  baseline %s DIFFERS:' % compare.get('name'))
+        for text in str(compare['msg']).splitlines():
+            out.line('    %s' % text)
     if result.get('msg'):
         out.line(result['msg'])
 

@@ -347,3 +347,148 @@ def test_no_password_when_none_is_needed(monkeypatch):
     # No migrations, or the rollout used no password (SQLite, or ~/.pgpass).
     assert _cli.database_password({}, plan(2, 1), ask=True) == (None, None)
     assert _cli.database_password(dict(POSTGRES, password_from=None), plan(2, 1), ask=True) == (None, None)
+
+
+# with the engine: rollouts through the transition engine, then the button ---------------
+def engine_root(tmp_path, checks=None):
+    """v1 then v2 rolled out by the engine (as the roles do): it records settings.json and
+    installs the command. The health check passes while the release has its HEALTHY file."""
+    from ansible_collections.redbutton.deploy.plugins.module_utils import _transition
+    root = str(tmp_path / 'root')
+    for version in ('v1', 'v2'):
+        src = tmp_path / 'src' / version
+        (src / 'data').mkdir(parents=True)
+        (src / 'VERSION').write_text(version + '\n')
+        (src / 'HEALTHY').write_text('yes\n')
+        params = _transition.defaults()
+        params.update(root=root, direction='rollout', release=version, src=str(src), shared_paths=['data'],
+                      actor='alice', lock_owner='rollout-%s' % version, run_id='job-%s' % version,
+                      health_checks=checks if checks is not None else [
+                          {'name': 'healthy file', 'command': 'test -f HEALTHY', 'retries': 1, 'delay': 0}])
+        result = _transition.Transition(params, _cli._local_host()).run()
+        assert result['current'] == version and result['button']['path'] == os.path.join(root, '.redbutton', 'bin', 'redbutton')
+    return root
+
+
+def ledger(root):
+    with open(os.path.join(root, '.redbutton', 'ledger.json')) as handle:
+        return json.load(handle)
+
+
+def ledger_bytes(root):
+    with open(os.path.join(root, '.redbutton', 'ledger.json'), 'rb') as handle:
+        return handle.read()
+
+
+def statuses(root):
+    return dict((rid, entry['status']) for rid, entry in ledger(root)['releases'].items())
+
+
+def current(root):
+    return os.path.basename(os.readlink(os.path.join(root, 'current')))
+
+
+def test_settings_recorded_by_the_rollout_have_no_password(tmp_path):
+    root = engine_root(tmp_path)
+    with open(_cli.settings_path(root)) as handle:
+        settings = json.load(handle)
+    assert settings['service']['manager'] == 'none'
+    assert [check['name'] for check in settings['health_checks']] == ['healthy file']
+    assert 'login_password' not in json.dumps(settings)
+
+
+def test_rollback_rolls_back_and_records_who_pressed_it(tmp_path, capsys, no_terminal, monkeypatch):
+    root = engine_root(tmp_path)
+    monkeypatch.setattr(_cli, 'actor', lambda: 'carol@web1')
+    code, out, err = press(capsys, '--root', root, 'rollback', '--yes')
+    assert code == 0, err
+    assert current(root) == 'v1' and statuses(root) == {'v1': 'ok', 'v2': 'rolled_back'}
+    assert not os.path.exists(os.path.join(root, '.redbutton', 'lock'))
+    lines = out.splitlines()
+    assert lines[0] == 'rollback of %s: v2 -> v1' % root
+    assert [line.split()[:2] for line in lines[1:7]] == [
+        ['switch', 'changed'], ['migrate', 'skipped'], ['restart', 'skipped'], ['verify', 'ok'], ['compare', 'ok'],
+        ['finish', 'changed']]
+    assert lines[-1] == ('v1 serves again and passed 1 health check; host matches baseline before-v2 (4 files, shared data '
+                         'intact, 3 probes); v2 is marked rolled_back')
+    data = ledger(root)
+    assert data['last_switch']['by'] == 'carol@web1' and data['last_switch']['reason'] == 'rollback'
+    pressed = [event for event in data['events'] if event.get('run_id') == 'on-host']
+    assert [(e['event'], e['release'], e['by']) for e in pressed] == [
+        ('activated', 'v1', 'carol@web1'), ('status', 'v2', 'carol@web1'), ('status', 'v1', 'carol@web1')]
+    assert data['releases']['v1']['metadata']['baseline_checked'] == 'before-v2'
+
+
+def test_rollback_json_and_a_second_press_is_a_no_op(tmp_path, capsys, no_terminal):
+    root = engine_root(tmp_path)
+    code, out, err = press(capsys, '--root', root, 'rollback', '--yes', '--json')
+    assert code == 0, err
+    answer = json.loads(out)
+    assert (answer['exit'], answer['command'], answer['direction'], answer['release']) == (0, 'rollback', 'rollback', 'v1')
+    assert (answer['from'], answer['to'], answer['moved'], answer['current']) == ('v2', 'v1', True, 'v1')
+    assert answer['statuses'] == {'v1': 'ok', 'v2': 'rolled_back'}
+    assert answer['compare']['name'] == 'before-v2' and answer['compare']['matched'] is True
+    before = ledger_bytes(root)
+    code, out, err = press(capsys, '--root', root, 'rollback', '--yes', '--json')
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer['moved'] is False and answer['current'] == 'v1'
+    assert 'The last switch was already a rollback to v1: nothing to roll back' in answer['msg']
+    assert ledger_bytes(root) == before
+
+
+def test_confirmed_on_a_terminal(tmp_path, capsys, terminal):
+    root = engine_root(tmp_path)
+    terminal('y\n')
+    code, _out, err = press(capsys, '--root', root, 'rollback', '--to', 'v1')
+    assert code == 0, err
+    assert 'Roll back %s from v2 to v1 (v2 will be marked rolled_back; service: none, 1 health check)? [y/N]' % root in err
+    assert current(root) == 'v1'
+
+
+def test_a_failing_check_after_the_switch_exits_1_and_says_where_the_host_stands(tmp_path, capsys, no_terminal):
+    root = engine_root(tmp_path)
+    os.unlink(os.path.join(root, 'releases', 'v1', 'HEALTHY'))
+    code, out, err = press(capsys, '--root', root, 'rollback', '--yes')
+    assert code == 1
+    assert current(root) == 'v1' and statuses(root) == {'v1': 'active', 'v2': 'rolled_back'}
+    assert not os.path.exists(os.path.join(root, '.redbutton', 'lock'))
+    assert 'check healthy file (command test -f HEALTHY): FAILED after 2 attempts: rc 1' in out
+    assert ('rollback failed at verify after switching current to v1 (v2 is marked rolled_back, v1 is not marked ok)'
+            in err)
+    assert 'redbutton rollback --to v1 to verify again and mark it ok' in err
+    # Fixed on the host: pressing again with the target named finishes the job.
+    with open(os.path.join(root, 'releases', 'v1', 'HEALTHY'), 'w') as handle:
+        handle.write('yes\n')
+    code, _out, err = press(capsys, '--root', root, 'rollback', '--yes', '--to', 'v1')
+    assert code == 0, err
+    assert statuses(root) == {'v1': 'ok', 'v2': 'rolled_back'}
+
+
+def test_verify_changes_nothing_and_names_a_tampered_file(tmp_path, capsys, no_terminal):
+    root = engine_root(tmp_path)
+    assert press(capsys, '--root', root, 'rollback', '--yes')[0] == 0
+    before = ledger_bytes(root)
+    code, out, err = press(capsys, '--root', root, 'verify', '--json')
+    assert code == 0, err
+    answer = json.loads(out)
+    assert [check['passed'] for check in answer['checks']] == [True]
+    assert answer['compare']['name'] == 'before-v2' and answer['compare']['matched'] is True
+    with open(os.path.join(root, 'releases', 'v1', 'VERSION'), 'a') as handle:
+        handle.write('edited on the host\n')
+    code, out, err = press(capsys, '--root', root, 'verify')
+    assert code == 1
+    assert 'differs from baseline before-v2' in out and 'VERSION' in out
+    assert 'verify failed at compare' in err and 'Nothing was changed' in err
+    assert ledger_bytes(root) == before
+    assert not os.path.exists(os.path.join(root, '.redbutton', 'lock'))
+
+
+def test_rollback_with_an_engine_lock_held_names_the_holder(tmp_path, capsys, no_terminal):
+    root = engine_root(tmp_path)
+    DeployLock(root, host='ci1', pid=99).acquire('rollout:bob:42', ttl=600)
+    before = snapshot(root)
+    code, _out, err = press(capsys, '--root', root, 'rollback', '--yes')
+    assert code == 2
+    assert "held by owner 'rollout:bob:42' on host ci1 (pid 99)" in err
+    assert snapshot(root) == before
