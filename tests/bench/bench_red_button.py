@@ -12,6 +12,9 @@ Both rollbacks go back to v1, the 2,000-file / 20 MB release of the bench, and c
 the baseline recorded before v2 was rolled out (every file of v1 is in that baseline).
 Targets: button <= app + 0.5 s, and playbook / button >= 5.
 
+The releases are rolled out (untimed) by one redbutton.deploy.transition task, the engine the
+rollout role runs: its finish step records the settings and installs the command.
+
     .venv/bin/python tests/bench/bench_red_button.py [--repeat 3] [--strict]
 
 Not a test: it never fails unless --strict is given and a target is missed.
@@ -37,12 +40,38 @@ from bench_rollout import build_releases, free_port  # noqa: E402
 OVER_APP = 0.5
 FASTER = 5.0
 POLL = 0.02
+ROLLOUT_PLAYBOOK = """---
+- name: Roll out with the transition engine
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Roll out {{ redbutton_release }}
+      redbutton.deploy.transition:
+        root: "{{ redbutton_root }}"
+        direction: rollout
+        release: "{{ redbutton_release }}"
+        src: "{{ redbutton_artifact }}"
+        remote_src: true
+        shared_paths: "{{ redbutton_shared_paths }}"
+        service: "{{ redbutton_service }}"
+        health_checks: "{{ redbutton_health_checks }}"
+        keep: "{{ redbutton_keep_releases }}"
+        actor: bench
+        lock_owner: "bench-{{ redbutton_release }}"
+"""
 
 
 class ButtonBench(bench_rollout.Bench):
 
     def __init__(self, workdir):
         super(ButtonBench, self).__init__(workdir, with_app=True)
+        self.rollout_playbook = os.path.join(workdir, 'rollout.yml')
+        with open(self.rollout_playbook, 'w', encoding='utf-8') as handle:
+            handle.write(ROLLOUT_PLAYBOOK)
+
+    def rollout(self, extra, release):
+        return self.playbook([self.rollout_playbook] + extra + [
+            '-e', 'redbutton_release=%s' % release, '-e', 'redbutton_artifact=%s' % self.artifacts[release]])
 
     def build(self):
         """v1 is the big release (the rollback target, compared file by file); v2 a small one."""

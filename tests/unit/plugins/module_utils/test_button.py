@@ -11,6 +11,7 @@ __metaclass__ = type
 
 import ast
 import glob
+import importlib.util
 import io
 import json
 import os
@@ -159,6 +160,11 @@ def test_zipapp_is_deterministic_and_laid_out_as_the_collection():
                         'ansible_collections/redbutton/deploy/plugins/', PREFIX):
             assert archive.read(package + '__init__.py') == b''
         assert archive.read(PREFIX + '_cli.py') == _button.sources()['_cli']
+        # Each source has its bytecode for this Python (unchecked hash-based .pyc).
+        for name in _button.sources():
+            pyc = archive.read(PREFIX + name + '.pyc')
+            assert pyc[:8] == importlib.util.MAGIC_NUMBER + b'\x01\x00\x00\x00'
+            assert pyc[8:16] == importlib.util.source_hash(archive.read(PREFIX + name + '.py'))
         main = archive.read('__main__.py').decode('utf-8')
         assert 'from ansible_collections.redbutton.deploy.plugins.module_utils._cli import main' in main
 
@@ -198,6 +204,25 @@ def test_install_replaces_an_older_command_atomically(tmp_path):
     os.chmod(path, 0o700)
     assert _button.install_button(root)['changed'] is True
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o755
+
+
+def test_bytecode_of_another_python_is_rebuilt(tmp_path):
+    root = str(tmp_path / 'root')
+    path = _button.install_button(root)['path']
+    with open(path, 'rb') as handle:
+        content = handle.read()
+    buffer = io.BytesIO()
+    buffer.write(_button.SHEBANG)
+    with zipfile.ZipFile(io.BytesIO(content)) as old, zipfile.ZipFile(buffer, 'w') as new:
+        for info in old.infolist():
+            data = old.read(info)
+            new.writestr(info, b'\x00\x00\r\n' + data[4:] if info.filename.endswith('.pyc') else data)
+    with open(path, 'wb') as handle:
+        handle.write(buffer.getvalue())
+    assert _button.is_current(buffer.getvalue()) is False
+    assert _button.install_button(root)['changed'] is True
+    with open(path, 'rb') as handle:
+        assert _button.is_current(handle.read()) is True
 
 
 def test_check_mode_on_a_fresh_root_creates_nothing(tmp_path):
