@@ -9,6 +9,7 @@ and rolling v2 out again works."""
 import json
 import os
 import pwd
+import re
 import socket
 import subprocess
 
@@ -39,7 +40,8 @@ def test_red_button_rolls_back_like_the_playbook(pressed):
     site, proc = pressed
     assert proc.returncode == 0, proc.stdout + proc.stderr
     site.assert_state('v1', {'v1': 'ok', 'v2': 'rolled_back'})
-    assert 'v1 serves and passed 1 health check; v2 is marked rolled_back' in proc.stdout
+    assert re.search(r'^v1 serves again and passed 1 health check; host matches baseline before-v2 \(\d+ files, shared data '
+                     r'intact, \d+ probes\); v2 is marked rolled_back$', proc.stdout, re.M), proc.stdout
     who = '%s@%s' % (pwd.getpwuid(os.getuid()).pw_name, socket.gethostname())
     ledger = site.ledger()
     switch = ledger['last_switch']
