@@ -18,7 +18,13 @@ demo: venv-demo link
 	$(BIN)/python examples/demo.py
 
 ## test: everything: lint, sanity, unit, build, integration, Molecule
-test: system-deps venv-test link lint sanity unit build integration molecule
+# Independent stages run two at a time (--output-sync keeps each stage's output together):
+# the checks of the code (lint and sanity, unit and build), then the integration tests on
+# localhost beside the Molecule scenarios in containers, which mostly wait on services.
+test: system-deps venv-test link
+	$(MAKE) -j2 --output-sync=target lint sanity
+	$(MAKE) -j2 --output-sync=target unit build
+	$(MAKE) -j2 --output-sync=target integration molecule
 	@echo "make test: all stages passed"
 
 venv-demo: $(VENV)/.demo-installed

@@ -405,7 +405,8 @@ class Baseline(object):
 
 
 class BaselineModule(object):
-    """Glue between AnsibleModule and Baseline: read the parameters, run, exit."""
+    """Glue between AnsibleModule and Baseline: read the parameters and run (the module's main()
+    exits with the result, or fails with a RedbuttonError and the result it carries)."""
 
     def __init__(self, module):
         self.module = module
@@ -417,16 +418,15 @@ class BaselineModule(object):
 
     def execute(self):
         params = self.module.params
-        try:
-            baseline = self.baseline()
-            if params['state'] == 'captured':
-                result = baseline.capture(params['probes'])
-            elif params['state'] == 'compared':
-                result = baseline.compare(params['probes'])
-            else:
-                result = baseline.remove()
-        except RedbuttonError as exc:
-            self.module.fail_json(msg=str(exc))
+        baseline = self.baseline()
+        if params['state'] == 'captured':
+            result = baseline.capture(params['probes'])
+        elif params['state'] == 'compared':
+            result = baseline.compare(params['probes'])
+        else:
+            result = baseline.remove()
         if result['differences'] and params['fail_on_difference']:
-            self.module.fail_json(**result)
-        self.module.exit_json(**result)
+            error = RedbuttonError(result['msg'])
+            error.result = result
+            raise error
+        return result

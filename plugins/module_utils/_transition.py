@@ -516,7 +516,7 @@ class Transition(object):
             self._unlock()
             return None
         self.rm.params['release'] = self.p.get('release') or 'previous'
-        self.rm.params['once'] = bool(self.p.get('once')) and not self.p.get('release')
+        self.rm.params['once'] = bool(self.p.get('once')) and self.rm.params['release'] == 'previous'
         try:
             target = self.rm._resolve_id('active')
             self._check_target(target)

@@ -345,6 +345,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import ROOT_ARGUMENT_SPEC
 from ansible_collections.redbutton.deploy.plugins.module_utils._baseline import BaselineModule
+from ansible_collections.redbutton.deploy.plugins.module_utils._hosts import run_module
 
 PROBE_OPTIONS = dict(
     name=dict(type='str', required=True),
@@ -384,7 +385,7 @@ def main():
         required_if=[('state', 'captured', ['probes'])],
         supports_check_mode=True,
     )
-    BaselineModule(module).execute()
+    run_module(module, BaselineModule(module).execute)
 
 
 if __name__ == '__main__':

@@ -328,6 +328,7 @@ path:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
+from ansible_collections.redbutton.deploy.plugins.module_utils._hosts import run_module
 from ansible_collections.redbutton.deploy.plugins.module_utils._migrate import ENGINES, Migrator, diff_of, new_backend
 from ansible_collections.redbutton.deploy.plugins.module_utils._migrate_backend import DEFAULT_HISTORY_TABLE
 from ansible_collections.redbutton.deploy.plugins.module_utils._migrate_postgresql import HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR
@@ -352,6 +353,12 @@ def main():
     params = module.params
     if params['engine'] == 'postgresql' and not HAS_PSYCOPG:
         module.fail_json(msg=missing_required_lib('psycopg (version 3)'), exception=PSYCOPG_IMPORT_ERROR)
+    run_module(module, lambda: migrate(module))
+
+
+def migrate(module):
+    """Plan and run the migrations; on failure the error carries what was applied before it."""
+    params = module.params
     migrator = None
     try:
         backend = new_backend(params['engine'], params['database'], params['history_table'],
@@ -365,14 +372,16 @@ def main():
         details = dict(getattr(exc, 'result', {}))
         details.setdefault('applied', [])
         details.setdefault('queries', [])
+        details['changed'] = bool(details['applied'])
+        exc.result = details
         for warning in migrator.warnings if migrator else []:
             module.warn(warning)
-        module.fail_json(msg=str(exc), changed=bool(details['applied']), **details)
+        raise
     for warning in result.pop('warnings'):
         module.warn(warning)
     if module._diff:
         result['diff'] = diff_of(result)
-    module.exit_json(**result)
+    return result
 
 
 if __name__ == '__main__':

@@ -179,6 +179,11 @@ options:
       - Ignored when O(release) names a release.
     type: bool
     default: false
+  run_id:
+    description:
+      - An id of the whole run (for example a fleet rollout or an AWX job), decided once on the controller and
+        recorded on every ledger event this call writes, so a later play can find the hosts a run moved.
+    type: str
   _probe:
     description:
       - Internal, set by the action plugin; do not set it. Without O(src), answer RV(needs_src=true) instead of
@@ -355,7 +360,8 @@ needs_src:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.redbutton.deploy.plugins.module_utils._common import ROOT_ARGUMENT_SPEC, RedbuttonError
+from ansible_collections.redbutton.deploy.plugins.module_utils._common import ROOT_ARGUMENT_SPEC
+from ansible_collections.redbutton.deploy.plugins.module_utils._hosts import run_module
 from ansible_collections.redbutton.deploy.plugins.module_utils._release import RELEASE_ARGUMENT_SPEC, ReleaseManager
 
 
@@ -364,11 +370,7 @@ def main():
     argument_spec.update(RELEASE_ARGUMENT_SPEC)
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     manager = ReleaseManager(module.params, check_mode=module.check_mode, diff=module._diff, warn=module.warn)
-    try:
-        result = manager.run()
-    except RedbuttonError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    run_module(module, manager.run)
 
 
 if __name__ == '__main__':

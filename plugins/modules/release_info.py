@@ -117,7 +117,8 @@ lock:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.redbutton.deploy.plugins.module_utils._common import ROOT_ARGUMENT_SPEC, RedbuttonError
+from ansible_collections.redbutton.deploy.plugins.module_utils._common import ROOT_ARGUMENT_SPEC
+from ansible_collections.redbutton.deploy.plugins.module_utils._hosts import run_module
 from ansible_collections.redbutton.deploy.plugins.module_utils._release import ReleaseInfo
 
 
@@ -125,11 +126,7 @@ def main():
     argument_spec = dict(ROOT_ARGUMENT_SPEC)
     argument_spec.update(events=dict(type='int', default=20))
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
-    try:
-        result = ReleaseInfo(module.params['root'], events=module.params['events']).run()
-    except RedbuttonError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    run_module(module, ReleaseInfo(module.params['root'], events=module.params['events']).run)
 
 
 if __name__ == '__main__':

@@ -1,19 +1,27 @@
 # Copyright: redbutton.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Benchmark of the rollout and rollback playbooks on localhost (issue 3, item 12).
+"""Benchmark of the rollout and rollback playbooks against Ansible's own floor, in one run.
 
-Times, in one run and on this machine:
-  floor     a playbook with one no-op task (ansible-playbook's own start-up cost)
-  rollout   redbutton.deploy.rollout of a 2,000-file / 20 MB archive (fresh release)
-  re-run    the same rollout again (already current and ok: must change nothing)
-  rollback  redbutton.deploy.rollback to the release before it
-and prints each case minus the floor against the targets (rollout <= floor + 1.0 s,
-re-run <= floor + 0.5 s, rollback <= floor + 0.5 s). Each case is run --repeat times
-(fresh application root each round) and the median is reported. The service manager
-is `none` and there are no health checks unless --with-app is given, so the numbers
-are the roles' own cost; --with-app adds the sample app's restart and one HTTP check.
+On the bench artifact (2,000 files of 10 KiB + the sample app, about 20 MB) and localhost,
+it times, as medians of --repeat rounds each on a fresh application root:
 
-    .venv/bin/python tests/bench/bench_rollout.py [--repeat 3] [--with-app] [--strict]
+  floor             a playbook with one no-op task (ansible-playbook's own start-up cost)
+  defaults          a shared path, no service, no checks, defaults otherwise (baseline on):
+                      rollout v2 over v1, re-run of v2 (must change nothing), rollback to v1
+                      (with the baseline comparison)
+  app               the sample app under a command service with two HTTP checks:
+                      rollout v2 over v1, rollback to v1
+  capture           the baseline capture of the release tree (module_utils, in-process)
+                      against `find | xargs sha256sum` of the same tree (throughput ratio)
+  podman            rollout and rollback through a podman connection into one container
+                      (when podman and the Molecule image are there; --no-podman skips it)
+
+For every run it prints the module calls it made on the host (tests/bench/callbacks/
+count_calls.py): each costs about 0.25 s locally and more than a second over SSH or a
+container connection. Targets (floor + seconds): defaults rollout 1.2, re-run 0.4, rollback
+0.6; app rollout 1.8, rollback 1.0; capture at least 70% of sha256sum's throughput.
+
+    .venv/bin/python tests/bench/bench_rollout.py [--repeat 3] [--strict] [--engine] [--no-podman]
 
 Not a test: it never fails unless --strict is given and a target is missed.
 """
@@ -21,7 +29,6 @@ Not a test: it never fails unless --strict is given and a target is missed.
 import argparse
 import json
 import os
-import re
 import shutil
 import socket
 import statistics
@@ -35,8 +42,12 @@ sys.path.insert(0, os.path.join(REPO, 'examples'))
 
 import build_releases  # noqa: E402  (examples/ is not a package)
 
-TARGETS = {'rollout': 1.0, 're-run': 0.5, 'rollback': 0.5}
-RECAP = re.compile(r'ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)')
+TARGETS = {
+    ('defaults', 'rollout'): 1.2, ('defaults', 're-run'): 0.4, ('defaults', 'rollback'): 0.6,
+    ('app', 'rollout'): 1.8, ('app', 'rollback'): 1.0,
+}
+CAPTURE_TARGET = 0.70
+IMAGE = 'localhost/redbutton-molecule:latest'
 FLOOR_PLAYBOOK = """---
 - name: Floor
   hosts: all
@@ -56,14 +67,16 @@ def free_port():
 
 class Bench(object):
 
-    def __init__(self, workdir, with_app):
+    def __init__(self, workdir):
         self.workdir = workdir
-        self.with_app = with_app
         self.env = dict(os.environ)
         self.env['ANSIBLE_COLLECTIONS_PATH'] = os.path.join(REPO, '.build', 'collections')
         self.env['ANSIBLE_COLLECTIONS_SCAN_SYS_PATH'] = 'false'
         self.env['ANSIBLE_NOCOLOR'] = '1'
-        self.env.pop('ANSIBLE_CALLBACKS_ENABLED', None)
+        self.env['ANSIBLE_CALLBACK_PLUGINS'] = os.path.join(REPO, 'tests', 'bench', 'callbacks')
+        self.env['ANSIBLE_CALLBACKS_ENABLED'] = 'count_calls'
+        self.counts = os.path.join(workdir, 'calls.json')
+        self.env['REDBUTTON_COUNT_CALLS'] = self.counts
         self.bindir = os.path.dirname(sys.executable)
         self.inventory = os.path.join(workdir, 'inventory.ini')
         with open(self.inventory, 'w', encoding='utf-8') as handle:
@@ -72,7 +85,7 @@ class Bench(object):
         with open(self.floor_playbook, 'w', encoding='utf-8') as handle:
             handle.write(FLOOR_PLAYBOOK)
         self.artifacts = {}
-        self.tasks = {}
+        self.calls = {}
 
     def build(self):
         base, _checksum = build_releases.build_release(os.path.join(self.workdir, 'art'), 'v1')
@@ -80,83 +93,179 @@ class Bench(object):
         self.artifacts = {'v1': base, 'v2': big}
         return big, checksum
 
-    def playbook(self, args, expect_rc=0):
-        cmd = [os.path.join(self.bindir, 'ansible-playbook'), '-i', self.inventory] + args
+    def playbook(self, args, inventory=None, env=None):
+        """(seconds, changed count, {module: calls}) of one ansible-playbook run."""
+        cmd = [os.path.join(self.bindir, 'ansible-playbook'), '-i', inventory or self.inventory] + args
+        if os.path.exists(self.counts):
+            os.unlink(self.counts)
         start = time.monotonic()
-        proc = subprocess.run(cmd, env=self.env, capture_output=True, text=True, check=False)
+        proc = subprocess.run(cmd, env=env or self.env, capture_output=True, text=True, check=False)
         elapsed = time.monotonic() - start
-        if proc.returncode != expect_rc:
+        if proc.returncode != 0:
             sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-2000:])
             raise SystemExit('ansible-playbook %s exited %d' % (' '.join(args), proc.returncode))
-        match = RECAP.search(proc.stdout)
-        return elapsed, match
+        changed = sum(int(part.split('=')[1]) for line in proc.stdout.splitlines() if ' : ok=' in line
+                      for part in line.split() if part.startswith('changed='))
+        with open(self.counts, encoding='utf-8') as handle:
+            calls = json.load(handle)
+        merged = {}
+        for host_calls in calls.values():
+            for module, count in host_calls.items():
+                merged[module] = merged.get(module, 0) + count
+        return elapsed, changed, merged
 
-    def app_vars(self, root, port):
-        data = {'redbutton_app': 'bench', 'redbutton_root': root, 'redbutton_keep_releases': 5}
-        if self.with_app:
+    def vars_file(self, root, port, with_app, host_python=None):
+        data = {'redbutton_app': 'bench', 'redbutton_root': root, 'redbutton_keep_releases': 5,
+                'redbutton_shared_paths': ['data']}
+        if with_app:
+            python = host_python or sys.executable
             pid = os.path.join(root, 'shared', 'app.pid')
             data.update({
-                'redbutton_shared_paths': ['data'],
                 'redbutton_service': {
                     'manager': 'command',
-                    'start_command': '%s server.py --daemon --port %d --pidfile %s' % (sys.executable, port, pid),
-                    'stop_command': '%s server.py --stop --pidfile %s' % (sys.executable, pid),
+                    'start_command': '%s server.py --daemon --port %d --pidfile %s' % (python, port, pid),
+                    'stop_command': '%s server.py --stop --pidfile %s' % (python, pid),
                 },
-                'redbutton_health_checks': [{'name': 'health', 'url': 'http://127.0.0.1:%d/health' % port, 'retries': 10, 'delay': 1}],
+                'redbutton_health_checks': [
+                    {'name': 'health', 'url': 'http://127.0.0.1:%d/health' % port, 'retries': 20, 'delay': 1},
+                    {'name': 'home page', 'url': 'http://127.0.0.1:%d/' % port, 'retries': 20, 'delay': 1},
+                ],
+                # The sample app appends to data/hits.txt on every request.
+                'redbutton_baseline_shared_exclude': ['*.pid', '*.log', 'hits.txt'],
             })
-        path = os.path.join(root + '.vars.json')
+        path = os.path.join(self.workdir, os.path.basename(root) + '.vars.json')
         with open(path, 'w', encoding='utf-8') as handle:
             json.dump(data, handle)
         return ['-e', '@' + path]
 
-    def rollout(self, extra, release):
+    def rollout(self, extra, release, **kwargs):
         return self.playbook(['redbutton.deploy.rollout'] + extra + [
-            '-e', 'redbutton_release=%s' % release, '-e', 'redbutton_artifact=%s' % self.artifacts[release]])
+            '-e', 'redbutton_release=%s' % release, '-e', 'redbutton_artifact=%s' % self.artifacts[release]], **kwargs)
 
-    def round(self, index):
-        root = os.path.join(self.workdir, 'root%d' % index)
+    def note(self, case, calls):
+        self.calls[case] = calls
+
+    def round(self, index, with_app):
+        name = 'app' if with_app else 'defaults'
+        root = os.path.join(self.workdir, '%s%d' % (name, index))
         port = free_port()
-        extra = self.app_vars(root, port)
+        extra = self.vars_file(root, port, with_app)
         times = {}
         try:
             self.rollout(extra, 'v1')  # the release to roll back to, not timed
-            times['rollout'], recap = self.rollout(extra, 'v2')
-            self.tasks['rollout'] = recap
-            times['re-run'], recap = self.rollout(extra, 'v2')
-            self.tasks['re-run'] = recap
-            if recap and recap.group(2) != '0':
-                raise SystemExit('the re-run reported changed=%s: it is not idempotent' % recap.group(2))
-            times['rollback'], recap = self.playbook(['redbutton.deploy.rollback'] + extra)
-            self.tasks['rollback'] = recap
-            with open(os.path.join(root, '.redbutton', 'ledger.json'), encoding='utf-8') as handle:
-                ledger = json.load(handle)
-            if ledger['current'] != 'v1' or ledger['releases']['v2']['status'] != 'rolled_back':
-                raise SystemExit('the rollback did not restore v1: ledger says current=%s' % ledger['current'])
+            times['rollout'], dummy, calls = self.rollout(extra, 'v2')
+            self.note((name, 'rollout'), calls)
+            if not with_app:
+                times['re-run'], changed, calls = self.rollout(extra, 'v2')
+                self.note((name, 're-run'), calls)
+                if changed:
+                    raise SystemExit('the re-run reported changed=%d: it is not idempotent' % changed)
+            times['rollback'], dummy, calls = self.playbook(['redbutton.deploy.rollback'] + extra)
+            self.note((name, 'rollback'), calls)
+            check_rolled_back(root)
         finally:
-            if self.with_app:
-                subprocess.run([sys.executable, os.path.join(root, 'current', 'server.py'), '--stop',
-                                '--pidfile', os.path.join(root, 'shared', 'app.pid')], check=False)
+            stop_app(root)
         shutil.rmtree(root, ignore_errors=True)
         return times
 
 
-def report(floors, rounds, tasks):
-    floor = statistics.median(floors)
-    lines = ['floor (one no-op task)   %5.2f s   (runs: %s)' % (floor, ', '.join('%.2f' % f for f in floors))]
+def check_rolled_back(root):
+    with open(os.path.join(root, '.redbutton', 'ledger.json'), encoding='utf-8') as handle:
+        ledger = json.load(handle)
+    if ledger['current'] != 'v1' or ledger['releases']['v2']['status'] != 'rolled_back':
+        raise SystemExit('the rollback did not restore v1: ledger says current=%s' % ledger['current'])
+
+
+def stop_app(root):
+    server = os.path.join(root, 'current', 'server.py')
+    if os.path.exists(server):
+        subprocess.run([sys.executable, server, '--stop', '--pidfile', os.path.join(root, 'shared', 'app.pid')],
+                       check=False, capture_output=True)
+
+
+def describe_calls(calls):
+    total = sum(calls.values())
+    return '%d module call%s (%s)' % (total, '' if total == 1 else 's',
+                                      ', '.join('%s %d' % (m.split('.')[-1], n) for m, n in sorted(calls.items())))
+
+
+def report(floor, results, calls):
+    lines = []
     missed = []
-    for case in ('rollout', 're-run', 'rollback'):
-        values = [r[case] for r in rounds]
+    for (case, step), target in sorted(TARGETS.items(), key=lambda item: (item[0][0] != 'defaults', item[0])):
+        values = results.get(case, {}).get(step)
+        if not values:
+            continue
         value = statistics.median(values)
         over = value - floor
-        target = TARGETS[case]
         verdict = 'ok' if over <= target else 'MISSED by %.2f s' % (over - target)
         if over > target:
-            missed.append(case)
-        recap = tasks.get(case)
-        counts = ' ok=%s changed=%s skipped=%s' % (recap.group(1), recap.group(2), recap.group(5)) if recap else ''
-        lines.append('%-24s %5.2f s   floor + %.2f s   target floor + %.1f s: %-18s ratio %.2fx floor;%s'
-                     % (case, value, over, target, verdict, value / floor, counts))
-    return '\n'.join(lines), missed
+            missed.append('%s %s' % (case, step))
+        lines.append('%-8s %-9s %5.2f s   floor + %4.2f s   target floor + %.1f s: %-17s %s'
+                     % (case, step, value, over, target, verdict, describe_calls(calls.get((case, step), {}))))
+    return lines, missed
+
+
+def capture_bench(workdir, path, repeat):
+    """The baseline capture of the bench release tree against find | xargs sha256sum."""
+    sys.path.insert(0, os.path.join(REPO, '.build', 'collections'))
+    from ansible_collections.redbutton.deploy.plugins.module_utils._baseline import Baseline  # pylint: disable=import-error
+    tree = os.path.join(workdir, 'capture', 'releases', 'v2')
+    os.makedirs(tree)
+    subprocess.run(['tar', '-xzf', path, '-C', tree], check=True)
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, dummy, files in os.walk(tree) for f in files)
+    subprocess.run(['bash', '-c', 'find . -type f -print0 | xargs -0 cat > /dev/null'], cwd=tree, check=True)
+    times = {'sha256sum': [], 'capture': []}
+    for index in range(repeat):
+        start = time.perf_counter()
+        subprocess.run(['bash', '-o', 'pipefail', '-c', 'find . -type f -print0 | xargs -0 sha256sum > /dev/null'], cwd=tree, check=True)
+        times['sha256sum'].append(time.perf_counter() - start)
+        start = time.perf_counter()
+        # A fresh name each time and verify_content always: every file is read and hashed.
+        Baseline(os.path.join(workdir, 'capture'), 'bench-%d' % index, verify_content='always').capture(
+            [{'name': 'release', 'path': tree}])
+        times['capture'].append(time.perf_counter() - start)
+    reference = min(times['sha256sum'])
+    capture = min(times['capture'])
+    ratio = reference / capture
+    verdict = 'ok' if ratio >= CAPTURE_TARGET else 'MISSED'
+    line = ('capture  2,000 files %.1f MB: %.3f s (%.0f MB/s); find | xargs sha256sum %.3f s (%.0f MB/s): capture at %.0f%% of '
+            'sha256sum throughput, target >= %.0f%%: %s' % (total / 1e6, capture, total / 1e6 / capture, reference,
+                                                             total / 1e6 / reference, ratio * 100, CAPTURE_TARGET * 100, verdict))
+    return line, (verdict != 'ok')
+
+
+def podman_bench(bench):
+    """Rollout and rollback through a podman connection into one container; None when not possible."""
+    if not shutil.which('podman'):
+        return ['podman   skipped: podman is not installed']
+    env = dict(bench.env)
+    env.setdefault('CONTAINERS_CONF', os.path.join(REPO, 'tests', 'containers', 'containers.conf'))
+    if subprocess.run(['podman', 'image', 'exists', IMAGE], env=env, check=False).returncode != 0:
+        return ['podman   skipped: no image %s (scripts/build-image.sh builds it)' % IMAGE]
+    bundled = subprocess.run([sys.executable, '-c', 'import ansible_collections.containers.podman as m, os; '
+                              'print(os.path.abspath(m.__path__[0] + "/../../.."))'], capture_output=True, text=True, check=False)
+    if bundled.returncode != 0:
+        return ['podman   skipped: the containers.podman collection is not installed']
+    env['ANSIBLE_COLLECTIONS_PATH'] += ':' + bundled.stdout.strip()
+    name = 'rb-bench-%d' % os.getpid()
+    subprocess.run(['podman', 'run', '-d', '--name', name, '--systemd=always', IMAGE, '/sbin/init'],
+                   env=env, check=True, capture_output=True)
+    try:
+        inventory = os.path.join(bench.workdir, 'podman.ini')
+        with open(inventory, 'w', encoding='utf-8') as handle:
+            handle.write('%s ansible_connection=containers.podman.podman ansible_python_interpreter=/usr/bin/python3\n' % name)
+        root = '/srv/bench'
+        extra = bench.vars_file(root, 8080, True, host_python='/usr/bin/python3')
+        floor, dummy, dummy = bench.playbook([bench.floor_playbook], inventory=inventory, env=env)
+        bench.rollout(extra, 'v1', inventory=inventory, env=env)
+        rollout, dummy, rollout_calls = bench.rollout(extra, 'v2', inventory=inventory, env=env)
+        rollback, dummy, rollback_calls = bench.playbook(['redbutton.deploy.rollback'] + extra, inventory=inventory, env=env)
+        return ['podman   floor %.2f s (one no-op task through the container connection)' % floor,
+                'podman   rollout   %5.2f s   floor + %4.2f s   %s' % (rollout, rollout - floor, describe_calls(rollout_calls)),
+                'podman   rollback  %5.2f s   floor + %4.2f s   %s' % (rollback, rollback - floor, describe_calls(rollback_calls))]
+    finally:
+        subprocess.run(['podman', 'rm', '-f', '-t', '0', name], env=env, check=False, capture_output=True)
 
 
 def engine_bench(workdir, path, repeat):
@@ -187,28 +296,41 @@ def engine_bench(workdir, path, repeat):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n', 1)[0])
     parser.add_argument('--repeat', type=int, default=3, help='rounds per case; the median is reported (default 3)')
-    parser.add_argument('--with-app', action='store_true', help='restart the sample app and run one HTTP health check')
     parser.add_argument('--strict', action='store_true', help='exit 1 when a target is missed')
     parser.add_argument('--engine', action='store_true', help='also time the release engine alone against tar -xzf')
+    parser.add_argument('--no-podman', action='store_true', help='skip the runs through a podman connection')
     args = parser.parse_args(argv)
     workdir = tempfile.mkdtemp(prefix='redbutton-bench-')
     try:
-        bench = Bench(workdir, args.with_app)
+        bench = Bench(workdir)
         path, checksum = bench.build()
         size = os.path.getsize(path)
-        sys.stdout.write('archive: 2,000 files of 10 KiB + the app, %.1f MB compressed, %s\n' % (size / 1e6, checksum))
-        sys.stdout.write('load average before: %.2f %.2f %.2f on %d CPUs\n' % (os.getloadavg() + (os.cpu_count(),)))
+        out = sys.stdout
+        out.write('archive: 2,000 files of 10 KiB + the app, %.1f MB compressed, %s\n' % (size / 1e6, checksum))
+        out.write('load average before: %.2f %.2f %.2f on %d CPUs\n' % (os.getloadavg() + (os.cpu_count(),)))
         bench.playbook([bench.floor_playbook])  # warm the caches once
-        floors, rounds = [], []
+        floors, results = [], {'defaults': {}, 'app': {}}
         for index in range(args.repeat):
             floors.append(bench.playbook([bench.floor_playbook])[0])
-            rounds.append(bench.round(index))
-        text, missed = report(floors, rounds, bench.tasks)
-        sys.stdout.write(text + '\n')
+            for case, with_app in (('defaults', False), ('app', True)):
+                for step, seconds in bench.round(index, with_app).items():
+                    results[case].setdefault(step, []).append(seconds)
+        floor = statistics.median(floors)
+        out.write('floor (one no-op task)   %5.2f s   (runs: %s)\n' % (floor, ', '.join('%.2f' % f for f in floors)))
+        lines, missed = report(floor, results, bench.calls)
+        out.write('\n'.join(lines) + '\n')
+        line, capture_missed = capture_bench(workdir, path, max(args.repeat, 3))
+        out.write(line + '\n')
+        if capture_missed:
+            missed.append('capture')
+        if not args.no_podman:
+            out.write('\n'.join(podman_bench(bench)) + '\n')
         if args.engine:
-            sys.stdout.write(engine_bench(workdir, path, max(args.repeat, 3)) + '\n')
-        sys.stdout.write('load average after: %.2f %.2f %.2f (other work on the machine inflates every case, the floor too)\n'
-                         % os.getloadavg())
+            out.write(engine_bench(workdir, path, max(args.repeat, 3)) + '\n')
+        out.write('load average after: %.2f %.2f %.2f (other work on the machine inflates every case, the floor too)\n'
+                  % os.getloadavg())
+        if missed:
+            out.write('missed: %s\n' % ', '.join(missed))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return 1 if args.strict and missed else 0
