@@ -370,11 +370,45 @@ def describe_plan(root, plan, settings):
         root, plan.get('current_before'), plan['release'], plan.get('current_before'), ', '.join(parts))
 
 
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def dead_press(root):
+    """The lock left by an earlier press on this host whose process is gone (killed, its shell
+    closed), or None. An on-host command holds the lock for its whole run, so its pid tells
+    whether it still runs. (A playbook's lock is never taken for dead: its pid is a module call's.)"""
+    from ansible_collections.redbutton.deploy.plugins.module_utils._lock import DeployLock
+    try:
+        holder = DeployLock(root).read()
+    except RedbuttonError:
+        return None
+    if not holder or not str(holder.get('owner') or '').startswith(RUN_ID + ':'):
+        return None
+    if holder.get('host') != socket.gethostname() or not isinstance(holder.get('pid'), int) or _pid_alive(holder['pid']):
+        return None
+    return holder
+
+
+def release_dead_press(root, holder, out):
+    from ansible_collections.redbutton.deploy.plugins.module_utils._lock import DeployLock, describe_holder
+    out.warn('releasing the deploy lock left by an earlier redbutton that is no longer running (%s); the ledger '
+             'records how far it got, and this run finishes or redoes its steps' % describe_holder(holder))
+    DeployLock(root).release(holder['owner'])
+
+
 def cmd_rollback(args, out):
     check_root(args.root)
     who = actor()
     owner = _lock_owner(who)
-    plan = plan_rollback(args.root, args.to or 'previous', args.to is None, owner, who, out.warn)
+    dead = dead_press(args.root)
+    plan = plan_rollback(args.root, args.to or 'previous', args.to is None, dead['owner'] if dead else owner, who, out.warn)
     check_writable(args.root)
     settings = read_settings(args.root)
     moves = plan['release'] != plan.get('current_before')
@@ -388,6 +422,8 @@ def cmd_rollback(args, out):
                           'roll back without asking' % question)
         if not confirm(question, out):
             raise Refused('not confirmed')
+    if dead:
+        release_dead_press(args.root, dead, out)
     params = transition_params(settings, args.root, 'rollback', args.to, args.to is None, who, owner)
     password, source = database_password(settings.get('migrations'), plan, terminal)
     if source:
@@ -396,7 +432,16 @@ def cmd_rollback(args, out):
             out.stderr.write('database password: %s\n' % source)
     if password:
         params['migrations'] = dict(params['migrations'], login_password=password)
-    return run_transition(args, out, params, what='rollback of %s' % args.root)
+    try:
+        return run_transition(args, out, params, what='rollback of %s' % args.root)
+    except KeyboardInterrupt:
+        # Let go of our own lock: the open transition in the ledger lets the next press finish the job.
+        from ansible_collections.redbutton.deploy.plugins.module_utils._lock import DeployLock
+        try:
+            DeployLock(args.root).release(owner)
+        except RedbuttonError:
+            pass
+        raise
 
 
 def cmd_verify(args, out):

@@ -492,3 +492,30 @@ def test_rollback_with_an_engine_lock_held_names_the_holder(tmp_path, capsys, no
     assert code == 2
     assert "held by owner 'rollout:bob:42' on host ci1 (pid 99)" in err
     assert snapshot(root) == before
+
+
+def test_a_press_that_was_killed_after_the_switch_is_finished_by_the_next(tmp_path, capsys, no_terminal):
+    """A rollback killed after its switch (Ctrl-C, a closed SSH session): current is the target, still
+    `active`, the transition open and the lock held by a process that is gone. The next press releases
+    that lock, restarts, verifies and finishes; it asks first, naming what it will do."""
+    from ansible_collections.redbutton.deploy.plugins.module_utils import _transition
+    root = engine_root(tmp_path)
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    owner = 'on-host:carol@web1:%s' % dead
+    params = _transition.defaults()
+    params.update(root=root, direction='rollback', release='previous', once=True, steps=['switch'], actor='carol@web1',
+                  lock_owner=owner, run_id='on-host')
+    _transition.Transition(params, _cli._local_host()).run()
+    DeployLock(root, pid=int(dead)).acquire(owner)  # the killed run's lock, as it left it
+    assert current(root) == 'v1' and statuses(root)['v1'] == 'active'
+    before = snapshot(root)
+    code, _out, err = press(capsys, '--root', root, 'rollback')
+    assert code == 2 and 'Restart and verify v1, the current release of %s, and mark it ok?' % root in err
+    assert snapshot(root) == before, 'a refused press changed something'
+    code, out, err = press(capsys, '--root', root, 'rollback', '--yes')
+    assert code == 0, err
+    assert 'releasing the deploy lock left by an earlier redbutton that is no longer running' in err
+    assert statuses(root) == {'v1': 'ok', 'v2': 'rolled_back'}
+    assert ledger(root).get('transition') is None
+    assert not os.path.exists(os.path.join(root, '.redbutton', 'lock'))
