@@ -3,7 +3,7 @@
 """Benchmark of the red button: `redbutton rollback` on the host against the rollback playbook.
 
 Times, in one run and on this machine, each round on a fresh application root with the
-sample app (command service) and one HTTP health check:
+sample app (command service) and its two HTTP health checks (the playbook bench's):
   app       the app's own restart and health check, done by hand: stop, start, GET /health
             until it answers 200 (polled every 20 ms) — what no rollback can go below
   playbook  ansible-playbook redbutton.deploy.rollback (v2 -> v1)
@@ -64,7 +64,7 @@ ROLLOUT_PLAYBOOK = """---
 class ButtonBench(bench_rollout.Bench):
 
     def __init__(self, workdir):
-        super(ButtonBench, self).__init__(workdir, with_app=True)
+        super(ButtonBench, self).__init__(workdir)
         self.rollout_playbook = os.path.join(workdir, 'rollout.yml')
         with open(self.rollout_playbook, 'w', encoding='utf-8') as handle:
             handle.write(ROLLOUT_PLAYBOOK)
@@ -124,13 +124,13 @@ class ButtonBench(bench_rollout.Bench):
     def round(self, index):
         root = os.path.join(self.workdir, 'root%d' % index)
         port = free_port()
-        extra = self.app_vars(root, port)
+        extra = self.vars_file(root, port, with_app=True)
         times = {}
         try:
             self.rollout(extra, 'v1')
             self.rollout(extra, 'v2')
             times['app'] = self.app_restart(root, port)
-            times['playbook'], _recap = self.playbook(['redbutton.deploy.rollback'] + extra)
+            times['playbook'], _changed, _calls = self.playbook(['redbutton.deploy.rollback'] + extra)
             self.expect_rolled_back(root, 'the rollback playbook')
             self.rollout(extra, 'v2')
             times['button'], answer = self.press(root)
