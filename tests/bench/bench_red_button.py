@@ -55,6 +55,7 @@ ROLLOUT_PLAYBOOK = """---
         shared_paths: "{{ redbutton_shared_paths }}"
         service: "{{ redbutton_service }}"
         health_checks: "{{ redbutton_health_checks }}"
+        baseline_shared_exclude: "{{ redbutton_baseline_shared_exclude }}"
         keep: "{{ redbutton_keep_releases }}"
         actor: bench
         lock_owner: "bench-{{ redbutton_release }}"
