@@ -25,6 +25,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import os
 import re
 import signal
@@ -53,6 +54,7 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._release import (
     CURRENT_LINK,
     RELEASE_ARGUMENT_SPEC,
     ReleaseManager,
+    read_current,
     release_path,
 )
 
@@ -73,6 +75,7 @@ SERVICE_SPEC = dict(
     stop_command=dict(type='str'),
     restart_command=dict(type='str'),
     reload_command=dict(type='str'),
+    timeout=dict(type='int', default=300),
 )
 MIGRATIONS_SPEC = dict(
     engine=dict(type='str', choices=['sqlite', 'postgresql'], default='sqlite'),
@@ -102,7 +105,8 @@ CHECK_SPEC = dict(
     timeout=dict(type='int'),
 )
 
-_STAGE_KEYS = ('src', 'remote_src', 'checksum', 'shared_paths', 'metadata', 'force', '_probe', '_checksum_of', '_source')
+_STAGE_KEYS = ('src', 'remote_src', 'checksum', 'shared_paths', 'metadata', 'force', '_probe', '_checksum_of', '_source',
+               '_content', '_controller')
 TRANSITION_ARGUMENT_SPEC = dict(
     direction=dict(type='str', required=True, choices=list(DIRECTIONS)),
     steps=dict(type='list', elements='str', choices=list(STEPS)),
@@ -172,6 +176,11 @@ class TransitionFailed(RedbuttonError):
     def __init__(self, msg, result):
         super(TransitionFailed, self).__init__(msg)
         self.result = result
+
+
+def _applied_names(result):
+    """The migrations a Migrator run applied (or undid), named as the migrator names them."""
+    return ['%s_%s' % (step.get('version'), step.get('title')) for step in result.get('applied') or []]
 
 
 def _sentence(text):
@@ -302,6 +311,7 @@ class Transition(object):
         self.release = None
         self.closed = None
         self.auto_failure = None
+        self.superseded = None
         self.button = None
 
     # -- input ------------------------------------------------------------------------------
@@ -317,6 +327,11 @@ class Transition(object):
         if unknown:
             raise RedbuttonError('steps %s are not valid: use %s' % (', '.join(unknown), ', '.join(STEPS)))
         self.plan = [s for s in order if s in wanted]
+        positions = [order.index(s) for s in self.plan]
+        if positions and positions != list(range(positions[0], positions[0] + len(positions))):
+            raise RedbuttonError('steps %s are not consecutive steps of a %s (%s): a call runs a slice of them'
+                                 % (', '.join(self.plan), self.direction, ', '.join(order)))
+        self.order = order
         self.service = validate_service(p.get('service'))
         self.checks = validate_checks(p.get('health_checks'))
         self.migrations = validate_migrations(p.get('migrations'), p['migrate_when'])
@@ -350,6 +365,7 @@ class Transition(object):
             answer = self._begin()
             if answer is not None:
                 return answer
+            self._check_continuity()
             for step in self.plan:
                 if self.outcome in ('up_to_date', 'already_back') and step not in ('verify',):
                     continue
@@ -373,8 +389,30 @@ class Transition(object):
         if os.environ.get('REDBUTTON_KILL_AT') == '%s:%s:%s' % (self.direction, when, step):
             os.killpg(os.getpgid(0), signal.SIGKILL)
 
+    def _check_continuity(self):
+        """A call that goes on with an open transition starts right after what it has done: never a
+        finish without its switch, restart and checks."""
+        if self.record is None or self.check_mode or not self.plan:
+            return
+        missing = [s for s in self.order[:self.order.index(self.plan[0])]
+                   if s not in self.record.get('done', []) and not self._nothing_to_do(s)]
+        if missing:
+            raise RedbuttonError('the %s to %s has not done %s yet: a call runs the steps that come next (%s)'
+                                 % (self.record['direction'], self.record.get('to'), ', '.join(missing), ', '.join(self.order)))
+
+    def _nothing_to_do(self, step):
+        """Steps these settings make no-ops (a call may leave them out)."""
+        return ((step == 'migrate' and not self.migrations) or (step == 'restart' and self.service['manager'] == 'none')
+                or (step == 'verify' and not self.checks) or (step == 'compare' and (not self.p['baseline'] or self.direction == 'rollout')))
+
+    def _heartbeat(self):
+        """Each step tells the lock this run is alive (a lock whose heartbeat stopped can be taken over)."""
+        if self.locked and self.lock is not None and not self.check_mode:
+            self.lock.refresh(self.p['lock_owner'])
+
     def _run_step(self, step):
         self._kill_point('before', step)
+        self._heartbeat()
         started = time.time()
         entry = {'name': step, 'outcome': 'ok', 'seconds': 0.0, 'msg': ''}
         self.steps.append(entry)
@@ -388,6 +426,14 @@ class Transition(object):
             if self.record is None or step == 'stage':
                 raise
             raise StepFailed(step, str(exc))
+        except (IOError, OSError) as exc:
+            entry.update(outcome='failed', seconds=round(time.time() - started, 3))
+            hint = {errno.ENOSPC: 'free space on the file system of %s, then run again: the next run finishes or undoes this one',
+                    errno.EDQUOT: 'raise the disk quota on %s, then run again',
+                    errno.EACCES: 'make %s writable by the user the deploy runs as, then run again',
+                    errno.EROFS: '%s is on a read-only file system: remount it read-write, then run again'}.get(
+                        exc.errno, 'fix the cause under %s, then run again')
+            raise StepFailed(step, 'the %s step could not write: %s; %s' % (step, exc, hint % self.root))
         if isinstance(outcome, tuple):
             entry['outcome'], entry['msg'] = outcome
         elif outcome:
@@ -395,7 +441,7 @@ class Transition(object):
         entry['seconds'] = round(time.time() - started, 3)
         if entry['outcome'] == 'changed':
             self.changed = True
-        if self.record is not None and step not in self.record['done'] and entry['outcome'] != 'skipped':
+        if self.record is not None and step not in self.record['done']:
             self.record['done'].append(step)
             self._save()
         self._kill_point('after', step)
@@ -422,10 +468,11 @@ class Transition(object):
         record = {'id': uuid.uuid4().hex[:12], 'direction': direction, 'from': from_id, 'to': to_id,
                   'owner': self.p.get('lock_owner'), 'run_id': self.p.get('run_id'), 'actor': self.p.get('actor'),
                   'started': utcnow(), 'done': [], 'created': False, 'baseline': None, 'migrate': None,
-                  'failed_step': None, 'failed_msg': None}
+                  'failed_step': None, 'failed_msg': None, 'to_status': self._status(to_id)}
         record.update(extra)
         old = self.ledger.data.get('transition')
         if old:
+            self.superseded = old
             self.ledger.event('interrupted', old.get('to'), actor=self.p.get('actor'),
                               reason='superseded by a %s to %s' % (direction, to_id), direction=old.get('direction'))
         self.record = record
@@ -447,7 +494,8 @@ class Transition(object):
             return
         self.lock = DeployLock(self.root, warn=self.host.warn)
         changed, dummy, before = self.lock.acquire(owner, ttl=self.p.get('lock_ttl') or DEFAULT_TTL,
-                                                   timeout=self.p.get('lock_timeout') or 0, check_mode=self.check_mode)
+                                                   timeout=self.p.get('lock_timeout') or 0, check_mode=self.check_mode,
+                                                   controller=self.p.get('_controller'))
         self.lock_fresh = before is None or before.get('owner') != owner
         self.locked = True
 
@@ -515,6 +563,19 @@ class Transition(object):
             self.outcome = 'already_back'
             self._unlock()
             return None
+        if record and record.get('direction') == 'rollout' and self.current != record.get('to'):
+            self._undo_unswitched_rollout(record)
+            record = self.record = None
+            if not self.p.get('release') or self.p.get('release') == 'previous':
+                # Undoing the interrupted rollout is the rollback: the host is where it was before it.
+                self.release = self.current
+                self.outcome = 'already_back'
+                self._unlock()
+                return None
+        if record and record.get('direction') == 'rollback' and self.p.get('release') in (None, '', 'previous', record.get('to')) \
+                and self.rm.present(record.get('to')):
+            self.release = record['to']  # an interrupted rollback: finish it, whatever target it resolved to then
+            return None
         self.rm.params['release'] = self.p.get('release') or 'previous'
         self.rm.params['once'] = bool(self.p.get('once')) and self.rm.params['release'] == 'previous'
         try:
@@ -523,8 +584,6 @@ class Transition(object):
         except RedbuttonError as exc:
             raise RedbuttonError('%s Rollback refused: current was not changed.' % _sentence(str(exc)))
         self.release = target
-        if record and record.get('direction') == 'rollback' and record.get('to') == target:
-            return None  # an interrupted rollback to the same target: finish it
         if target == self.current:
             if self._status(target) == 'ok':
                 self.record = None
@@ -546,11 +605,35 @@ class Transition(object):
         self._save()
         return None
 
+    def _undo_unswitched_rollout(self, record):
+        """A rollout that was stopped (killed) before its switch: migrate back what it applied, remove the
+        release it created, close it. What an automatic rollback before the switch does."""
+        known = record.get('migrate') or {}
+        if known.get('applied') and self.migrations:
+            folder = os.path.join(release_path(self.root, record['to']), self.migrations['path'])
+            self._run_migrator(folder, known['version_before'])
+        if record.get('created') and self.ledger.get(record['to']) is not None and record['to'] != self.current:
+            self.rm.params['reason'] = 'interrupted'
+            self.rm._remove(record['to'], self.rm.present(record['to']))
+        self.ledger.event('interrupted', record['to'], actor=self.p.get('actor'), reason='undone by a rollback',
+                          direction='rollout')
+        self.ledger.data['transition'] = None
+        self.rm.save()
+        self.notes.append('The interrupted rollout of %s (stopped before its switch) was undone%s.'
+                          % (record['to'], ' and its release removed' if record.get('created') else ''))
+
     def _check_target(self, target):
-        """Refuse, before any change, a rollback the database could not follow."""
+        """Refuse, before any change, a target that is not there, is marked failed, or that the database
+        could not follow."""
+        entry = self.ledger.get(target)
+        if entry is None or not self.rm.present(target):
+            raise RedbuttonError('release %s is not staged in %s: roll back to one of the releases there: %s'
+                                 % (target, os.path.join(self.root, 'releases'), self.ledger.describe()))
+        if entry.get('status') == 'failed' and target != self.current:
+            raise RedbuttonError('release %s is marked failed: choose another target (releases: %s), or roll out a fixed '
+                                 'release' % (target, self.ledger.describe()))
         if not self.migrations or target == self.current:
             return
-        entry = self.ledger.get(target) or {}
         if (entry.get('metadata') or {}).get('schema_version') is None:
             raise RedbuttonError(
                 'the ledger has no schema version for the target release %s, so the database cannot be taken back to it. '
@@ -582,7 +665,7 @@ class Transition(object):
         last = self.ledger.data.get('last_transition') or {}
         step = self.p.get('failure_task') or 'an unknown step'
         msg = _sentence(self.p.get('failure_msg'))
-        if last.get('direction') == 'rollout' and last.get('owner') == self.p.get('lock_owner') and last.get('outcome') == 'rolled_out':
+        if self._finished_by_this_run(last):
             self.outcome = 'finished_then_failed'
             self.notes.append('Rollout of %s switched, restarted and passed its health checks, then failed at %s: %s %s stays current '
                               '(a healthy release is not rolled back for this). Fix the cause and run the rollout again to finish it.'
@@ -593,6 +676,17 @@ class Transition(object):
                               % (step, msg, self.current or 'no release'))
         self._unlock()
         return self._result()
+
+    def _finished_by_this_run(self, last):
+        """Whether the rollout this automatic rollback is called for already finished (only a hook after it
+        failed). The run id tells it when there is one; otherwise the lock owner and the release must both
+        match, so a fixed owner does not mistake an earlier run's rollout for this one."""
+        if last.get('direction') != 'rollout' or last.get('outcome') != 'rolled_out':
+            return False
+        if self.p.get('run_id'):
+            return last.get('run_id') == self.p['run_id']
+        return (last.get('owner') == self.p.get('lock_owner') and bool(self.p.get('release'))
+                and last.get('to') == self.p['release'])
 
     # -- steps ------------------------------------------------------------------------------
     def _stage(self):
@@ -610,13 +704,19 @@ class Transition(object):
         if result['up_to_date']:
             self.outcome = 'up_to_date'
             return 'ok', '%s is current, ok and identical: nothing to roll out' % self.release
+        entry = self.ledger.get(self.release) or {}
+        if entry.get('status') == 'failed' and not self.p.get('force'):
+            self.lock_fresh = result.get('locked') and self.rm.lock_before is None
+            raise RedbuttonError('release %s is marked failed (its rollout failed; see the status playbook): stage the fixed '
+                                 'code under a new release id, or pass force: true' % self.release)
         record = self.ledger.data.get('transition')
         if record and record.get('direction') == 'rollout' and record.get('to') == self.release:
             self.record = record  # an interrupted rollout of the same release: go on with it
             self.record['owner'] = self.p.get('lock_owner')
         else:
             from_id = self.current
-            if record and self.current == record.get('to') and self._status(self.current) != 'ok':
+            if record and record.get('direction') == 'rollout' and self.current == record.get('to') \
+                    and self._status(self.current) != 'ok':
                 from_id = record.get('from')  # the interrupted release never proved itself: go back further
             self._open_record('rollout', from_id if from_id != self.release else None, self.release,
                               created=result['created'])
@@ -652,8 +752,13 @@ class Transition(object):
         target = record['to']
         if self.current == target:
             return 'ok', '%s is already current' % target
-        self.rm.params.update(reason=self.direction, force=False,
-                              previous_status={'rollout': None, 'rollback': 'rolled_back', 'auto_rollback': 'failed'}[self.direction])
+        previous_status = {'rollout': None, 'rollback': 'rolled_back', 'auto_rollback': 'failed'}[self.direction]
+        if previous_status is None and self.current and self._status(self.current) == 'active':
+            # Current but never proven (its transition was interrupted): back to the status it had before that
+            # transition when it was ok, otherwise it was undone.
+            old = self.superseded or {}
+            previous_status = 'ok' if old.get('to') == self.current and old.get('to_status') == 'ok' else 'rolled_back'
+        self.rm.params.update(reason=self.direction, force=False, previous_status=previous_status)
         self.rm._activate(target)
         self.rm.params['previous_status'] = None
         return 'changed', 'current switched from %s to %s' % (record['from'], target)
@@ -667,7 +772,7 @@ class Transition(object):
             result = self._run_migrator(folder, self.migrations.get('target') or 'latest',
                                         rehearse=self.migrations.get('rehearse'))
             known = record.get('migrate') or {}
-            applied = list(known.get('applied') or []) + [a.get('name') for a in result.get('applied') or []]
+            applied = list(known.get('applied') or []) + _applied_names(result)
             before = known.get('version_before', result['version_before'])
             record['migrate'] = {'version_before': before, 'version_after': result['version_after'], 'applied': applied}
             if record.get('from') and self.ledger.get(record['from']) is not None and \
@@ -697,7 +802,7 @@ class Transition(object):
                                     ('current is %s' % self.current) if record.get('switched') else
                                     ('%s was not switched to and is kept for its down scripts' % record['from'])))
         self.migrate = {'version_before': result['version_before'], 'version_after': result['version_after'],
-                        'applied': [a.get('name') for a in result.get('applied') or []]}
+                        'applied': _applied_names(result)}
         if result.get('changed'):
             return 'changed', 'database from version %s to %s' % (result['version_before'], result['version_after'])
         return 'ok', 'database at version %s' % result['version_after']
@@ -737,7 +842,8 @@ class Transition(object):
             return 'skipped', ''
         if self._kept():
             return 'skipped', 'nothing is restored'
-        if self.check_mode and self.record and self.current != self.record.get('to'):
+        if self.check_mode and self.record and read_current(self.root) != self.record.get('to'):
+            # Compare with the link on disk: in check mode self.current is the predicted one.
             return 'skipped', 'not run in check mode: %s is not current yet' % self.record.get('to')
         checks = HealthChecks(self.checks, self.host, os.path.join(self.root, CURRENT_LINK), retries=self.p['health_retries'],
                               delay=self.p['health_delay'], timeout=self.p['health_timeout'])
@@ -890,9 +996,11 @@ class Transition(object):
             return '%s %s' % (head, msg)
         if step == 'compare':
             return '%s It was rolled back automatically and marked failed, but %s' % (head, msg)
-        return ('%s It was rolled back automatically and marked failed, but the restored %s fails its health checks too: %s %s is '
-                'current. Follow docs/runbook.md ("the restored release is unhealthy").'
-                % (head, record.get('to'), _sentence(msg), self.current))
+        what = {'switch': 'switching back to %s failed' % record.get('to'),
+                'restart': 'restarting the restored %s failed' % record.get('to')}.get(
+                    step, 'the restored %s fails its health checks too' % record.get('to'))
+        return ('%s It was rolled back automatically and marked failed, but %s: %s %s is current. Follow docs/runbook.md '
+                '("the restored release is unhealthy").' % (head, what, _sentence(msg), self.current))
 
     # -- verify only (read-only) ----------------------------------------------------------------
     def _verify_only(self):
