@@ -74,6 +74,7 @@ molecule: venv-test link system-deps
 bench: venv-test link
 	$(BIN)/python tests/bench/bench_rollout.py
 	$(BIN)/python tests/bench/bench_baseline.py
+	$(BIN)/python tests/bench/bench_red_button.py
 
 clean:
 	rm -rf .build tests/output redbutton-deploy-*.tar.gz

@@ -33,6 +33,7 @@ import time
 import uuid
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._baseline import Baseline
+from ansible_collections.redbutton.deploy.plugins.module_utils._button import install_button
 from ansible_collections.redbutton.deploy.plugins.module_utils._checks import (
     HealthChecks,
     Service,
@@ -313,6 +314,7 @@ class Transition(object):
         self.auto_failure = None
         self.superseded = None
         self.toggles = None
+        self.button = None
 
     # -- input ------------------------------------------------------------------------------
     def _validate(self):
@@ -937,6 +939,7 @@ class Transition(object):
             self.rm._prune(int(self.p['keep']), record['to'])
             self.pruned = list(self.rm.pruned)
             self._record_settings()
+            self.button = install_button(self.root, check_mode=self.check_mode)
             outcome = 'rolled_out'
         elif self.direction == 'rollback':
             self.ledger.set_status(record['to'], 'ok', actor=actor, reason='rollback')
@@ -1166,6 +1169,7 @@ class Transition(object):
             'path': release_path(self.root, self.release) if self.release else None,
             'notes': self.notes,
             'toggles': self.toggles,
+            'button': self.button,
         }
         if self.diff:
             result['diff'] = {'before': self.before, 'after': self._snapshot()}

@@ -421,6 +421,25 @@ locked:
   description: Whether this call's owner still holds the deploy lock.
   returned: always
   type: bool
+button:
+  description:
+    - The on-host command C(<root>/.redbutton/bin/redbutton), installed or updated by the finish step of a rollout.
+    - V(null) when this call did not run the finish step of a rollout.
+  returned: always
+  type: dict
+  contains:
+    changed:
+      description: Whether the command was written (it is rewritten only when the collection's code changed).
+      type: bool
+    path:
+      description: Where the command is.
+      type: str
+    version:
+      description: The version of the collection it was built from.
+      type: str
+    checksum:
+      description: The sha256 of the command.
+      type: str
 '''
 
 from ansible.module_utils.basic import AnsibleModule
