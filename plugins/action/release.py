@@ -10,6 +10,8 @@ all the work right away and nothing is transferred. Only otherwise is the artifa
 the remote temporary directory and the module called again to stage it (the host verifies the
 checksum while extracting, in the same pass). Check mode never transfers anything.
 
+An http(s) URL in src goes to the module as it is: the host downloads it.
+
 With a local connection and no become the host is the controller: the module is called once
 with the controller path, as for remote_src, and nothing is hashed, validated or copied here.
 """
@@ -35,6 +37,7 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._archive import (
     open_source,
 )
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
+from ansible_collections.redbutton.deploy.plugins.module_utils._fetch import is_url
 
 MODULE = 'redbutton.deploy.release'
 
@@ -117,7 +120,8 @@ class ActionModule(ActionBase):
         args = dict(self._task.args)
         src = args.get('src')
         remote_src = boolean(args.get('remote_src', False), strict=False)
-        if not src or remote_src:
+        if not src or remote_src or is_url(src):
+            # An http(s) URL is fetched by the host itself: nothing is looked up or copied here.
             result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
             return result
 

@@ -34,6 +34,13 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
     _fsync_dir,
     validate_release_id,
 )
+from ansible_collections.redbutton.deploy.plugins.module_utils._fetch import (
+    FETCH_ARGUMENT_SPEC,
+    fetch_artifact,
+    is_url,
+    redact,
+    validate_fetch_params,
+)
 from ansible_collections.redbutton.deploy.plugins.module_utils._ledger import (
     MARKABLE_STATUSES,
     Ledger,
@@ -73,6 +80,8 @@ RELEASE_ARGUMENT_SPEC = dict(
     _checksum_of=dict(type='str', choices=['archive', 'tree'], default='archive'),
     _source=dict(type='str'),
 )
+# src may be an http(s) URL, fetched by the host (see _fetch): url_timeout, url_retries, ...
+RELEASE_ARGUMENT_SPEC.update(FETCH_ARGUMENT_SPEC)
 
 
 def releases_dir(root):
@@ -158,6 +167,8 @@ class ReleaseManager(object):
         self.lock_changed = False
         self.checksum_given = None
         self.verify_while_extracting = False
+        self.url = None
+        self.fetched = None
 
     # helpers -----------------------------------------------------------------------------
     def present(self, release_id):
@@ -187,7 +198,10 @@ class ReleaseManager(object):
         if (p.get('unlock') or p.get('unlock_if_current')) and not p.get('lock_owner'):
             raise RedbuttonError('unlock and unlock_if_current need lock_owner: name the owner whose lock to release')
         self.checksum_given = normalize_checksum(p.get('checksum'))
-        if p.get('src'):
+        if is_url(p.get('src')):
+            self.url = p['src']
+            validate_fetch_params(p)
+        elif p.get('src'):
             self.source = open_source(p['src'])
 
     def _state(self):
@@ -198,6 +212,8 @@ class ReleaseManager(object):
 
     def _compute_content_checksum(self):
         """The content checksum of src (verified against checksum when given), or the given one."""
+        if self.url:
+            return self._url_checksum()
         if self.source is None:
             return self.checksum_given
         if isinstance(self.source, DirectorySource):
@@ -216,6 +232,39 @@ class ReleaseManager(object):
                 'checksum mismatch for src %s: expected %s, got %s; nothing was extracted. Check that the '
                 'artifact is the one you meant, or fix checksum' % (self.params['src'], self.checksum_given, actual))
         return actual
+
+    # src as a URL ---------------------------------------------------------------------------
+    def _url_checksum(self):
+        """With a checksum, the download waits until staging needs it (a re-run whose content is
+        staged fetches nothing); without one, fetch now: the checksum is what idempotence compares."""
+        if self.checksum_given:
+            return self.checksum_given
+        self.warn('no checksum was given for src %s: it is downloaded on every run to compare it with what is '
+                  'staged, and nothing proves it is the artifact you built. Give checksum (sha256:<hex>)' % redact(self.url))
+        self._fetch_url()
+        return self.fetched.checksum
+
+    def _fetch_url(self):
+        """Download src into <root>/releases/ (a temporary directory in check mode), verify the checksum."""
+        dest = None
+        if not self.check_mode:
+            dest = releases_dir(self.root)
+            if not os.path.isdir(dest):
+                os.makedirs(dest, mode=0o755)
+        p = self.params
+        self.fetched = fetch_artifact(self.url, dest, timeout=p.get('url_timeout') or 30,
+                                      retries=p.get('url_retries') if p.get('url_retries') is not None else 3,
+                                      validate_certs=p.get('validate_certs') is not False, headers=p.get('url_headers'))
+        if self.checksum_given and self.fetched.checksum != self.checksum_given:
+            raise RedbuttonError(
+                'checksum mismatch for src %s: expected %s, got %s; nothing was staged. Check that the URL serves '
+                'the artifact you meant, or fix checksum' % (redact(self.url), self.checksum_given, self.fetched.checksum))
+        try:
+            self.source = open_source(self.fetched.path)
+        except RedbuttonError:
+            raise RedbuttonError(
+                'src %s did not serve a tar (.tar, .tar.gz, .tgz, .tar.xz, .tar.bz2) or zip archive; nothing was staged'
+                % redact(self.url))
 
     def _resolve_id(self, state):
         requested = self.params.get('release')
@@ -250,6 +299,9 @@ class ReleaseManager(object):
             return self._run()
         except (IOError, OSError) as exc:
             raise RedbuttonError('release operation in %s failed: %s; the ledger records only completed steps' % (self.root, exc))
+        finally:
+            if self.fetched is not None:
+                self.fetched.remove()
 
     def _run(self):
         self._validate_params()
@@ -267,7 +319,7 @@ class ReleaseManager(object):
             release_id and entry and current_before == release_id and entry.get('status') == 'ok'
             and (self.content_checksum is None or self.content_checksum == entry.get('checksum')))
 
-        if state in ('staged', 'active') and self.source is None and self._staging_plan(release_id) != 'noop':
+        if state in ('staged', 'active') and self.source is None and not self.url and self._staging_plan(release_id) != 'noop':
             if self.params.get('_probe') and not self.check_mode:
                 return {'changed': False, 'needs_src': True, 'release': release_id, 'checksum': self.content_checksum,
                         'current': current_before, 'current_before': current_before}
@@ -347,6 +399,8 @@ class ReleaseManager(object):
         if plan == 'noop':
             return False
         present = plan == 'replace'
+        if self.url and self.source is None and not self.check_mode:
+            self._fetch_url()
         if self.check_mode:
             if self.source is not None:
                 self.source.validate()
@@ -354,6 +408,8 @@ class ReleaseManager(object):
         else:
             checksum = self._extract(release_id, present)
         source = self.params.get('_source') or self.params.get('src')
+        if self.url:
+            source = redact(source)
         self.ledger.add(release_id, checksum, source, actor=self._actor(), reason=self._reason())
         self.would_exist.add(release_id)
         self.created = True

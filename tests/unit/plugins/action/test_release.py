@@ -293,3 +293,19 @@ def test_local_connection_with_become_still_uploads(tmp_path, host):
     src = make_tar(tmp_path / 'v1.tar', [('file', 'VERSION', 'v1')])
     result = run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=src), transport='local', become=object())
     assert result['created'] and host.transfers == [src] and host.calls[0]['_probe']
+
+
+def test_a_url_goes_to_the_host_as_it_is(tmp_path, host):
+    url = 'https://artifacts.example.com/shop/v1.tar.gz'
+    action = make_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=url, checksum='sha256:' + 'c' * 64))
+
+    def no_lookup(dirname, needle):
+        raise AssertionError('the controller looked up %s' % needle)
+
+    action._find_needle = no_lookup
+    calls = []
+    action._execute_module = lambda **kwargs: calls.append(kwargs['module_args']) or {'changed': False}
+    result = action.run(task_vars={})
+    assert not result.get('failed'), result
+    assert len(calls) == 1 and calls[0]['src'] == url and not calls[0].get('_probe')
+    assert host.transfers == []
