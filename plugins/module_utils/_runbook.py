@@ -158,8 +158,8 @@ class HostPlan(object):
             'verify': command(base + ['redbutton.deploy.verify'] + self._extra() + LIMIT),
             'rollback': None,
             'rollback_on_host': None,
-            'unlock_stale': command(['ansible'] + self._base_args() + [HOSTS, '-m', 'redbutton.deploy.lock', '-a',
-                                                                        'root=%s state=absent force=true' % self.root]),
+            'unlock_stale': command(['ansible'] + self._base_args()
+                                    + [HOSTS, '-m', 'redbutton.deploy.lock', '-a', 'root=%s state=absent force=true' % self.root]),
         }
         if release_now and release_now != release:
             result['rollback'] = command(base + ['redbutton.deploy.rollback'] + self._extra(redbutton_rollback_to=release_now) + LIMIT)
