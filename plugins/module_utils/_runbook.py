@@ -312,11 +312,11 @@ class HostPlan(object):
         if plan['release_now'] and self.raw.get('auto_rollback', True):
             stands += ('. The rollout then undoes its own migrations down to version %s%s and %s keeps serving'
                        % (back, ' (after switching back)' if database['migrate_when'] == 'after_switch' else '', plan['release_now']))
-        migrate_down = command([
-            'ansible'] + self._base_args() + [HOSTS, '-m', 'redbutton.deploy.migrate', '-a',
-                                              'engine=%s database=%s path=%s/current/%s target=%s root=%s'
-                                              % (database['engine'], database['database'], self.root.rstrip('/'),
-                                                 database['path'], back, self.root.rstrip('/'))])
+        # JSON arguments: a PostgreSQL connection string has spaces that key=value arguments would split.
+        arguments = json.dumps(dict(engine=database['engine'], database=database['database'],
+                                    path='%s/current/%s' % (self.root.rstrip('/'), database['path']), target=back,
+                                    root=self.root.rstrip('/')), sort_keys=True)
+        migrate_down = command(['ansible'] + self._base_args() + [HOSTS, '-m', 'redbutton.deploy.migrate', '-a', arguments])
         return dict(
             step='migrate', version=migration['version'],
             title='Migration %s (%s) fails' % (migration['version'], migration['title']),

@@ -72,7 +72,7 @@ def test_runbook_of_a_release_with_a_migration(site, releases, sqlite_db, tmp_pa
     failing = [f for f in plan['failures'] if f['step'] == 'migrate']
     assert len(failing) == 1 and failing[0]['version'] == 2
     assert 'the database stays at version 1' in failing[0]['stands'] and 'v1 keeps serving' in failing[0]['stands']
-    assert any('target=1' in line and 'redbutton.deploy.migrate' in line for line in failing[0]['do'])
+    assert any('"target": 1' in line and 'redbutton.deploy.migrate' in line for line in failing[0]['do'])
     assert '`SELECT max(version) FROM redbutton_schema_history` gives 1' in markdown
     assert '#### Migration 2 (email) fails' in markdown
     assert '#### The deploy lock is held by another run' in markdown and 'redbutton.deploy.lock' in markdown

@@ -54,7 +54,8 @@ def test_migration_failure_advice_follows_the_plan():
     assert database['rollback_version'] == 3 and database['rollback_version_recorded'] and database['backup']
     failure = [f for f in plan['failures'] if f['step'] == 'migrate'][0]
     assert 'the database stays at version 3' in failure['stands'] and 'v1 keeps serving' in failure['stands']
-    assert any('target=3' in line and 'path=/srv/shop/current/db' in line for line in failure['do'])
+    assert any('"target": 3' in line and '"path": "/srv/shop/current/db"' in line and '"database": "dbname=shop"' in line
+               for line in failure['do'])
     assert any('drops table orders: a backup is written into /srv/shop/.redbutton/backups' in line for line in failure['check'])
 
 
