@@ -11,11 +11,12 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 
 import ansible_runner
 import yaml
 
-from conftest import COLLECTIONS, EXAMPLES, REPO, free_port
+from conftest import COLLECTIONS, EXAMPLES, free_port
 
 BIN = os.path.dirname(sys.executable)
 
@@ -42,6 +43,24 @@ def test_the_collection_declares_its_requirements_to_ansible_builder():
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'psycopg[binary]>=3.1  # from collection redbutton.deploy' in proc.stdout, proc.stdout
     assert 'postgresql-client [platform:dpkg]  # from collection redbutton.deploy' in proc.stdout, proc.stdout
+
+
+def test_the_awx_configuration_parses_with_awx_awx(tmp_path):
+    """examples/awx/configure.yml is awx.awx code: it must parse with the awx.awx of the `ansible`
+    bundle (a pinned test requirement), which also resolves every module it names."""
+    bundle = sysconfig.get_paths()["purelib"]
+    assert os.path.isdir(os.path.join(bundle, 'ansible_collections', 'awx', 'awx')), 'the ansible bundle with awx.awx is missing'
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([COLLECTIONS, bundle]), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH='false')
+    for playbook in ['configure.yml'] + ['project/%s.yml' % name for name in ('rollout', 'rollback', 'status', 'runbook', 'verify')]:
+        proc = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', 'localhost,', '--syntax-check', playbook],
+                              cwd=os.path.join(EXAMPLES, 'awx'), env=env, capture_output=True, text=True, check=False, timeout=300)
+        assert proc.returncode == 0, playbook + ': ' + proc.stdout + proc.stderr
+    # a module name that does not exist fails the same check: the check can fail
+    broken = tmp_path / 'broken.yml'
+    broken.write_text('- hosts: localhost\n  tasks:\n    - name: No such module\n      awx.awx.no_such_module: {}\n')
+    proc = subprocess.run([os.path.join(BIN, 'ansible-playbook'), '-i', 'localhost,', '--syntax-check', str(broken)],
+                          env=env, capture_output=True, text=True, check=False, timeout=300)
+    assert proc.returncode != 0
 
 
 def private_data_dir(tmp_path, extravars, root, port):

@@ -8,7 +8,7 @@ refused before anything is written."""
 import json
 import os
 
-from test_migrate_roles import deploy, releases, sqlite_db  # noqa: F401  (fixtures)
+from test_migrate_roles import deploy, releases, sqlite_db  # noqa: F401 pylint: disable=unused-import  (fixtures)
 
 
 def runbook(site, releases, db, version, *extra, rc=0, cwd=None):
@@ -54,7 +54,7 @@ def test_runbook_of_a_release_with_a_migration(site, releases, sqlite_db, tmp_pa
     probes = dict((p['name'], p) for p in plan['baseline']['probes'])
     assert probes['db-rows-users']['rows'] == 4 and probes['db-rows-users']['value'] == '4'
     assert 'probe **db-rows-users** (sql, no_loss): SELECT count(*) FROM users on %s = 4' % sqlite_db.database in markdown
-    entries = 1 + sum(len(dirs) + len(files) for _, dirs, files in os.walk(os.path.join(site.root, 'releases', 'v1')))
+    entries = 1 + sum(len(dirs) + len(files) for dummy, dirs, files in os.walk(os.path.join(site.root, 'releases', 'v1')))
     assert plan['baseline']['entries'] == entries and plan['baseline']['shared_paths'] == ['data']
     assert '- release tree: %d entries' % entries in markdown
     # the database: versions, each migration with up and down, the lossy one and its backup
