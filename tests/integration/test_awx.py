@@ -48,7 +48,7 @@ def test_the_collection_declares_its_requirements_to_ansible_builder():
 def test_the_awx_configuration_parses_with_awx_awx(tmp_path):
     """examples/awx/configure.yml is awx.awx code: it must parse with the awx.awx of the `ansible`
     bundle (a pinned test requirement), which also resolves every module it names."""
-    bundle = sysconfig.get_paths()["purelib"]
+    bundle = sysconfig.get_paths()['purelib']
     assert os.path.isdir(os.path.join(bundle, 'ansible_collections', 'awx', 'awx')), 'the ansible bundle with awx.awx is missing'
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=os.pathsep.join([COLLECTIONS, bundle]), ANSIBLE_COLLECTIONS_SCAN_SYS_PATH='false')
     for playbook in ['configure.yml'] + ['project/%s.yml' % name for name in ('rollout', 'rollback', 'status', 'runbook', 'verify')]:
