@@ -8,7 +8,8 @@ refused before anything is written."""
 import json
 import os
 
-from test_migrate_roles import deploy, releases, sqlite_db  # noqa: F401 pylint: disable=unused-import  (fixtures)
+# The fixtures releases and sqlite_db are used as test arguments.
+from test_migrate_roles import deploy, releases, sqlite_db  # noqa: F401 pylint: disable=unused-import
 
 
 def runbook(site, releases, db, version, *extra, rc=0, cwd=None):
