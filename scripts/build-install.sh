@@ -14,8 +14,12 @@ cd "$repo"
 ansible-galaxy collection build --output-path "$work" --force >/dev/null
 tarball=$(ls "$work"/redbutton-deploy-*.tar.gz)
 echo "built $(basename "$tarball") ($(du -k "$tarball" | cut -f1) KiB)"
-if tar -tzf "$tarball" | grep -E '(^|/)(\.venv|\.build|\.git|tests/output)/' ; then
+if tar -tzf "$tarball" | grep -E '(^|/)(\.venv|\.build|\.git|tests/output|\.mypy_cache|\.pytest_cache|\.idea|__pycache__)(/|$)|(^|/)\.coverage|\.pyc$|^changelogs/\.plugin-cache\.yaml$' ; then
   echo "build-install: the tarball carries development files (see build_ignore in galaxy.yml)" >&2
+  exit 1
+fi
+if ! tar -tzf "$tarball" | grep -qx 'LICENSE'; then
+  echo "build-install: the tarball has no LICENSE" >&2
   exit 1
 fi
 # Only the temporary path: the development link (make link) must not count as installed.

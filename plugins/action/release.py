@@ -12,6 +12,8 @@ host verifies the checksum and computes the content digest while extracting, in 
 an archive rebuilt from the same files is recognised there and is a no-op). Check mode never
 transfers anything: the controller reads the archive itself and sends its content digest.
 
+An http(s) URL in src goes to the module as it is: the host downloads it.
+
 With a local connection and no become the host is the controller: the module is called once
 with the controller path, as for remote_src, and nothing is hashed, validated or copied here.
 """
@@ -37,6 +39,7 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._archive import (
     open_source,
 )
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
+from ansible_collections.redbutton.deploy.plugins.module_utils._fetch import is_url
 from ansible_collections.redbutton.deploy.plugins.module_utils._lock import controller_identity
 
 
@@ -105,7 +108,7 @@ class ActionModule(ActionBase):
 
     def _stages(self, args):
         """Whether this call stages an artifact given on the controller."""
-        return bool(args.get('src')) and not boolean(args.get('remote_src', False), strict=False)
+        return bool(args.get('src')) and not boolean(args.get('remote_src', False), strict=False) and not is_url(args['src'])
 
     @staticmethod
     def _probe_defaults(args):
@@ -136,6 +139,8 @@ class ActionModule(ActionBase):
             args['_controller'] = controller_identity(os.getppid())
         src = args.get('src')
         if not self._stages(args):
+            # Nothing to stage from the controller (no src, a path on the host, or an http(s) URL the host
+            # downloads itself): nothing is looked up or copied here.
             result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
             return result
 

@@ -10,8 +10,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-from ansible.module_utils.parsing.convert_bool import boolean
-
 from ansible_collections.redbutton.deploy.plugins.action.release import ActionModule as ReleaseAction
 
 
@@ -21,8 +19,7 @@ class ActionModule(ReleaseAction):
 
     def _stages(self, args):
         steps = args.get('steps') or ['stage']
-        return (args.get('direction') == 'rollout' and 'stage' in steps and bool(args.get('src'))
-                and not boolean(args.get('remote_src', False), strict=False))
+        return args.get('direction') == 'rollout' and 'stage' in steps and ReleaseAction._stages(self, args)
 
     @staticmethod
     def _probe_defaults(args):

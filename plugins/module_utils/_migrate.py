@@ -207,6 +207,7 @@ class Step(object):
         self.down = down
         self.rehearsal = None
         self.down_copy = None
+        self.dialect = None
 
     @property
     def name(self):
@@ -218,6 +219,7 @@ class Step(object):
         return self.script.no_transaction or (self.verify.no_transaction if self.verify else None)
 
     def prepare(self, dialect):
+        self.dialect = dialect
         for script in (self.script, self.verify):
             if script is not None:
                 script.parse(dialect)
@@ -232,6 +234,21 @@ class Step(object):
             entry['verify_file'] = self.verify.where
         if self.down_copy:
             entry['down_copy'] = self.down_copy
+        if self.direction == UP and self.down is not None:
+            entry.update(self._down_report())
+        return entry
+
+    def _down_report(self):
+        """The down script that would undo this up step, and what it drops (tables, columns): what a
+        rollback past this version costs, for runbooks and reviews."""
+        entry = dict(down_file=self.down.where)
+        try:
+            self.down.parse(self.dialect)
+        except RedbuttonError as exc:
+            entry['down_error'] = str(exc)
+            return entry
+        entry['down_drops'] = [dict(drops=drop.describe(), line=drop.statement.line, statement=drop.statement.short())
+                               for drop in find_drops(self.down.statements, self.dialect)]
         return entry
 
 

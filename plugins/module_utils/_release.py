@@ -38,6 +38,13 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
     validate_release_id,
 )
 from ansible_collections.redbutton.deploy.plugins.module_utils._feature import toggle_view
+from ansible_collections.redbutton.deploy.plugins.module_utils._fetch import (
+    FETCH_ARGUMENT_SPEC,
+    fetch_artifact,
+    is_url,
+    redact,
+    validate_fetch_params,
+)
 from ansible_collections.redbutton.deploy.plugins.module_utils._ledger import (
     MARKABLE_STATUSES,
     Ledger,
@@ -81,6 +88,8 @@ RELEASE_ARGUMENT_SPEC = dict(
     _content=dict(type='str'),
     _controller=dict(type='dict'),
 )
+# src may be an http(s) URL, fetched by the host (see _fetch): url_timeout, url_retries, ...
+RELEASE_ARGUMENT_SPEC.update(FETCH_ARGUMENT_SPEC)
 
 
 def releases_dir(root):
@@ -186,6 +195,8 @@ class ReleaseManager(object):
         self.archive_checksum = None  # sha256 of the artifact's bytes (the fast path)
         self.content = None  # content digest of src, once known
         self.deferred_id = False  # no id given and src must be read to derive it
+        self.url = None  # src as an http(s) URL, fetched by the host
+        self.fetched = None
 
     # helpers -----------------------------------------------------------------------------
     def present(self, release_id):
@@ -233,7 +244,10 @@ class ReleaseManager(object):
         if (p.get('unlock') or p.get('unlock_if_current')) and not p.get('lock_owner'):
             raise RedbuttonError('unlock and unlock_if_current need lock_owner: name the owner whose lock to release')
         self.checksum_given = normalize_checksum(p.get('checksum'))
-        if p.get('src'):
+        if is_url(p.get('src')):
+            self.url = p['src']
+            validate_fetch_params(p)
+        elif p.get('src'):
             self.source = open_source(p['src'])
 
     def _state(self):
@@ -249,6 +263,11 @@ class ReleaseManager(object):
         p = self.params
         given = self.checksum_given
         self.content = normalize_checksum(p.get('_content'), what='_content')
+        if self.url and not given:
+            # Without a checksum the download is what idempotence compares: fetch it now.
+            self.warn('no checksum was given for src %s: it is downloaded on every run to compare it with what is '
+                      'staged, and nothing proves it is the artifact you built. Give checksum (sha256:<hex>)' % redact(self.url))
+            self._fetch_url()
         if self.source is None:
             self.archive_checksum = given
             if p.get('_checksum_of') == 'tree':
@@ -266,6 +285,8 @@ class ReleaseManager(object):
             # while extracting (one pass over the archive), before the release gets its real name.
             self.verify_while_extracting = True
             self.archive_checksum = given
+        elif self.fetched is not None:
+            self.archive_checksum = self.fetched.checksum  # verified against checksum by _fetch_url
         else:
             self.archive_checksum = file_checksum(p['src'])
             if given and self.archive_checksum != given:
@@ -276,6 +297,31 @@ class ReleaseManager(object):
             entry = self._entry_with_bytes(p.get('release'))
             if entry is not None:
                 self.content = entry.get('content')  # None for entries recorded before content was
+
+    def _fetch_url(self):
+        """Download src into <root>/releases/ (a temporary directory in check mode), verify the checksum."""
+        dest = None
+        if not self.check_mode:
+            dest = releases_dir(self.root)
+            if not os.path.isdir(dest):
+                os.makedirs(dest, mode=0o755)
+        p = self.params
+        self.fetched = fetch_artifact(self.url, dest, timeout=p.get('url_timeout') or 30,
+                                      retries=p.get('url_retries') if p.get('url_retries') is not None else 3,
+                                      validate_certs=p.get('validate_certs') is not False, headers=p.get('url_headers'))
+        if self.checksum_given and self.fetched.checksum != self.checksum_given:
+            raise RedbuttonError(
+                'checksum mismatch for src %s: expected %s, got %s; nothing was staged. Check that the URL serves '
+                'the artifact you meant, or fix checksum' % (redact(self.url), self.checksum_given, self.fetched.checksum))
+        try:
+            self.source = open_source(self.fetched.path)
+        except RedbuttonError:
+            raise RedbuttonError(
+                'src %s did not serve a tar (.tar, .tar.gz, .tgz, .tar.xz, .tar.bz2) or zip archive; nothing was staged'
+                % redact(self.url))
+
+    def _src_label(self):
+        return redact(self.url) if self.url else (self.params.get('_source') or self.params['src'])
 
     def _entry_with_bytes(self, requested):
         """The ledger entry recorded with exactly these artifact bytes (the named release's, or any)."""
@@ -332,6 +378,9 @@ class ReleaseManager(object):
         except (IOError, OSError) as exc:
             raise RedbuttonError(describe_os_error('release operation in %s' % self.root, self.root, exc)
                                  + '; the ledger records only completed steps')
+        finally:
+            if self.fetched is not None:
+                self.fetched.remove()
 
     def _run(self):
         self._validate_params()
@@ -349,7 +398,7 @@ class ReleaseManager(object):
         was_ok = bool(release_id and entry and current_before == release_id and entry.get('status') == 'ok')
 
         plan = None
-        if state in ('staged', 'active') and self.source is None and (
+        if state in ('staged', 'active') and self.source is None and not self.url and (
                 self.deferred_id or self._staging_plan(release_id) != 'noop'):
             plan = 'new' if self.deferred_id else self._staging_plan(release_id)
             if self.params.get('_probe') and not self.check_mode:
@@ -454,6 +503,8 @@ class ReleaseManager(object):
         plan = None if self.deferred_id else self._staging_plan(release_id)
         if plan == 'noop':
             return release_id
+        if self.url and self.source is None and not self.check_mode:
+            self._fetch_url()
         if self.content is None and self.source is not None:
             if self.check_mode or (plan == 'unknown' and not self.params.get('force')):
                 # Read without writing: the same content is a no-op, other content is refused.
@@ -478,7 +529,7 @@ class ReleaseManager(object):
             if staging is None:
                 staging, dummy = self._extract_to_staging(release_id)
             aside = self._install(staging, release_id, plan == 'replace')
-        source = self.params.get('_source') or self.params.get('src')
+        source = redact(self.url) if self.url else (self.params.get('_source') or self.params.get('src'))
         self.ledger.add(release_id, self.archive_checksum or self.content, source, actor=self._actor(),
                         reason=self._reason(), content=self.content)
         try:
@@ -517,7 +568,7 @@ class ReleaseManager(object):
             staging = tempfile.mkdtemp(prefix='%s%s-' % (STAGING_PREFIX, release_id or 'new'), dir=base)
         try:
             verify = self._checksum_to_verify()
-            with step('staging the artifact %s' % (self.params.get('_source') or self.params['src']), staging):
+            with step('staging the artifact %s' % self._src_label(), staging):
                 if verify is None:
                     content = self.source.extract(staging) or self.content
                 else:

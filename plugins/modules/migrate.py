@@ -242,6 +242,18 @@ applied:
     down_copy:
       description: Where the down script was kept under C(<root>/.redbutton/migrations/).
       type: str
+    down_file:
+      description: For an up migration with a down script, the down script that would undo it.
+      type: str
+    down_drops:
+      description:
+        - For an up migration with a down script, the tables and columns that down script drops (whether they hold
+          data is only known when it runs; see RV(data_loss)), each C({drops, line, statement}).
+      type: list
+      elements: dict
+    down_error:
+      description: For an up migration, why its down script could not be read or split into statements.
+      type: str
   sample:
     - version: 2
       title: add_email

@@ -71,7 +71,16 @@ options:
     type: str
   src:
     description:
-      - The artifact to stage, a tar or zip archive or a directory.
+      - The artifact to stage, a tar or zip archive or a directory, or an C(http://) or C(https://) URL of an
+        archive.
+      - A URL is fetched B(by the target host) (the controller looks nothing up and copies nothing), streamed
+        into a temporary file under C(<root>/releases/) and staged from there; the file is removed afterwards.
+        Connection errors, timeouts and HTTP 408, 429 and 5xx answers are retried (O(url_retries), waiting 1, 2,
+        4... seconds); any other HTTP error, such as 404, fails at once. Every failure names the URL and the
+        HTTP status or the timeout, and nothing is staged.
+      - With a URL and O(checksum), a re-run whose content is already staged downloads nothing, and the download
+        is verified before anything is extracted. Without O(checksum) the artifact is downloaded on every run to
+        compare it with what is staged, and the module warns.
       - On the controller by default (found like M(ansible.builtin.copy) finds files); on the target
         host with O(remote_src=true).
       - A controller directory is packed into a temporary tar for the upload; its checksum is its content
@@ -89,6 +98,28 @@ options:
         paths with their type, file modes, file sha256s and symlink targets).
       - A mismatch is an error that names the expected and the actual checksum.
     type: str
+  url_timeout:
+    description:
+      - With a URL in O(src), the seconds to wait for the server to connect and for each read.
+    type: float
+    default: 30
+  url_retries:
+    description:
+      - With a URL in O(src), how many times to ask again after a connection error, a timeout or an HTTP 408,
+        429 or 5xx answer (so at most O(url_retries) + 1 attempts).
+    type: int
+    default: 3
+  validate_certs:
+    description:
+      - With an C(https://) URL in O(src), validate the server's TLS certificate. Set V(false) only on a network
+        you trust.
+    type: bool
+    default: true
+  url_headers:
+    description:
+      - With a URL in O(src), HTTP headers sent with the request, for example C(Authorization) for an artifact
+        repository. Not logged.
+    type: dict
   shared_paths:
     description:
       - Paths relative to the release (no C(..), not absolute) that are replaced by a relative symlink
@@ -288,6 +319,16 @@ EXAMPLES = r'''
     root: /srv/app
     src: /tmp/app.zip
     remote_src: true
+
+- name: Stage a release the host downloads from an artifact server (a URL is never fetched by the controller)
+  redbutton.deploy.release:
+    root: /srv/app
+    release: v3
+    src: https://artifacts.example.com/shop/shop-v3.tar.gz
+    checksum: sha256:3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a
+    url_timeout: 60
+    url_headers:
+      Authorization: "Bearer {{ artifact_token }}"
 
 - name: Remove an old release
   redbutton.deploy.release:

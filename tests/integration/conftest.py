@@ -83,11 +83,11 @@ class Site(object):
             json.dump(data, handle)
         return ['-e', '@' + path]
 
-    def playbook(self, name, *extra, rc=0, plain=False):
+    def playbook(self, name, *extra, rc=0, plain=False, cwd=None):
         """Run a playbook with the sample app's variables, or with plain=True only with the arguments given."""
         args = [name] + ([] if plain else self.base_args()) + list(extra)
         proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')] + args,
-                              env=self.env, capture_output=True, text=True, check=False)
+                              env=self.env, capture_output=True, text=True, check=False, cwd=cwd)
         run = Run(args, proc)
         if rc is not None:
             assert run.rc == rc, run

@@ -339,3 +339,19 @@ def test_a_subclass_runs_its_own_module(tmp_path, host):
     action._execute_module = lambda **kwargs: names.append(kwargs['module_name']) or {'changed': False}
     action.run(task_vars={})
     assert names == ['redbutton.deploy.other']
+
+
+def test_a_url_goes_to_the_host_as_it_is(tmp_path, host):
+    url = 'https://artifacts.example.com/shop/v1.tar.gz'
+    action = make_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=url, checksum='sha256:' + 'c' * 64))
+
+    def no_lookup(dirname, needle):
+        raise AssertionError('the controller looked up %s' % needle)
+
+    action._find_needle = no_lookup
+    calls = []
+    action._execute_module = lambda **kwargs: calls.append(kwargs['module_args']) or {'changed': False}
+    result = action.run(task_vars={})
+    assert not result.get('failed'), result
+    assert len(calls) == 1 and calls[0]['src'] == url and not calls[0].get('_probe')
+    assert host.transfers == []

@@ -460,6 +460,15 @@ def test_check_mode_returns_the_sql_and_creates_nothing(db):
         assert db.tables() == []
 
 
+def test_check_mode_names_each_down_script_and_what_it_drops(db):
+    result = db.migrate(PORTABLE, check_mode=True)
+    downs = dict((a['version'], (os.path.basename(a['down_file']), [d['drops'] for d in a['down_drops']]))
+                 for a in result['applied'])
+    assert downs == {1: ('1_create_users.down.sql', ['table users']), 2: ('2_add_email.down.sql', ['column users.email']),
+                     10: ('10_index_user_names.down.sql', [])}
+    assert result['applied'][1]['down_drops'][0]['line'] >= 1
+
+
 def test_check_mode_predicts_a_rollback_without_running_it(db, tmp_path):
     db.migrate(PORTABLE)
     result = db.migrate(PORTABLE, target=1, check_mode=True, root=str(tmp_path))
