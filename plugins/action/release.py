@@ -36,8 +36,6 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._archive import (
 )
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
 
-MODULE = 'redbutton.deploy.release'
-
 
 def _reset_owner(info):
     info.uid = info.gid = 0
@@ -96,6 +94,16 @@ class LocalArtifact(object):
 class ActionModule(ActionBase):
 
     TRANSFERS_FILES = False  # only when the host lacks the content; the tmp dir is made then
+    MODULE = 'redbutton.deploy.release'
+
+    def _stages(self, args):
+        """Whether this call stages an artifact given on the controller."""
+        return bool(args.get('src')) and not boolean(args.get('remote_src', False), strict=False)
+
+    @staticmethod
+    def _probe_defaults(args):
+        if not args.get('state'):
+            args['state'] = 'staged'  # the module's default with src; the probe carries no src
 
     def _same_machine(self):
         """Whether the module runs on the controller as the same user (local connection, no
@@ -116,9 +124,8 @@ class ActionModule(ActionBase):
         del tmp
         args = dict(self._task.args)
         src = args.get('src')
-        remote_src = boolean(args.get('remote_src', False), strict=False)
-        if not src or remote_src:
-            result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+        if not self._stages(args):
+            result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
             return result
 
         artifact = None
@@ -138,7 +145,7 @@ class ActionModule(ActionBase):
                 # The host is the controller: the module reads src where it is, in one call, and
                 # does what it does for remote_src (checksum, idempotence, checks while extracting).
                 args.update(src=local, remote_src=True, _source=found)
-                result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+                result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
                 return result
             try:
                 artifact = LocalArtifact(local).prepare()
@@ -153,11 +160,10 @@ class ActionModule(ActionBase):
             if self._task.check_mode:
                 self._validate(artifact)
             args.update(checksum=artifact.checksum, _checksum_of=artifact.checksum_of, _source=found, remote_src=True)
-            if not args.get('state'):
-                args['state'] = 'staged'  # the module's default with src; the probe carries no src
+            self._probe_defaults(args)
             probe = dict(args, _probe=True)
             probe.pop('src', None)
-            answer = self._execute_module(module_name=MODULE, module_args=probe, task_vars=task_vars)
+            answer = self._execute_module(module_name=self.MODULE, module_args=probe, task_vars=task_vars)
             if answer.get('failed') or not answer.get('needs_src') or self._task.check_mode:
                 answer.pop('needs_src', None)
                 result.update(answer)
@@ -173,7 +179,7 @@ class ActionModule(ActionBase):
             self._transfer_file(upload, remote)
             self._fixup_perms2((self._connection._shell.tmpdir, remote))
             args['src'] = remote
-            result.update(self._execute_module(module_name=MODULE, module_args=args, task_vars=task_vars))
+            result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
             return result
         except AnsibleActionFail as exc:
             result.update(failed=True, msg=to_text(exc))

@@ -54,6 +54,8 @@ class Ledger(object):
         self.exists = False
         self._saved = None
         self._loaded = None
+        # Added to every event this ledger records (for example the run id of a fleet rollout).
+        self.context = {}
 
     # reading -----------------------------------------------------------------------------
     def load(self):
@@ -146,6 +148,7 @@ class Ledger(object):
         record = {'seq': seq, 'time': self.now(), 'event': event, 'release': release, 'by': actor}
         if reason is not None:
             record['reason'] = reason
+        record.update(self.context)
         record.update(extra)
         events = self.data['events']
         events.append(record)

@@ -68,6 +68,7 @@ RELEASE_ARGUMENT_SPEC = dict(
     unlock=dict(type='bool', default=False),
     unlock_if_current=dict(type='bool', default=False),
     once=dict(type='bool', default=False),
+    run_id=dict(type='str'),
     # Hidden, set by the action plugin: ask before uploading, and what the checksum covers.
     _probe=dict(type='bool', default=False),
     _checksum_of=dict(type='str', choices=['archive', 'tree'], default='archive'),
@@ -169,6 +170,23 @@ class ReleaseManager(object):
         if not self.check_mode and self.ledger.dirty:
             self.ledger.save()
 
+    # the engine's entry points (plugins/module_utils/_transition.py keeps one manager per call)
+    def open(self):
+        """Validate the parameters, read the ledger and the current symlink; no lock, no change."""
+        self._validate_params()
+        self.ledger = Ledger(self.root).load()
+        self.ledger.context = self._context()
+        self.current = read_current(self.root)
+        if self.ledger.current != self.current:
+            self.ledger.sync_current(self.current)
+        return self
+
+    def save(self):
+        self._save()
+
+    def _context(self):
+        return {'run_id': self.params['run_id']} if self.params.get('run_id') else {}
+
     def _actor(self):
         return self.params.get('actor')
 
@@ -254,6 +272,7 @@ class ReleaseManager(object):
     def _run(self):
         self._validate_params()
         self.ledger = Ledger(self.root).load()
+        self.ledger.context = self._context()
         self.current = read_current(self.root)
         current_before = self.current
         before = {'current': current_before, 'releases': self.ledger.summary()}
