@@ -7,11 +7,9 @@ restart cutting the call in two."""
 
 import json
 import os
-import re
 
 import pytest
 
-ENGINE_CALL = re.compile(r'TASK \[redbutton\.deploy\.steps : Call redbutton\.deploy\.transition (rollout|rollback|auto_rollback): ([a-z, ]+)\] \*+')
 
 # A hook that writes what it sees to <dir>/<n>-<direction>.json, numbered in the order hooks ran.
 HOOK = """
@@ -21,16 +19,6 @@ HOOK = """
     dest: "%s/{{ '%%03d' | format(query('ansible.builtin.fileglob', '%s/*.json') | length) }}-{{ redbutton_result.direction }}.json"
     mode: "0644"
 """
-
-
-def engine_calls(run):
-    """The transition module calls a run made, in order: [(direction, [steps])], skipped ones left out."""
-    calls = []
-    for block in re.split(r'\n(?=TASK \[)', run.output):
-        match = ENGINE_CALL.match(block)
-        if match and re.search(r'^(ok|changed|fatal): \[', block, re.M):
-            calls.append((match.group(1), match.group(2).split(', ')))
-    return calls
 
 
 @pytest.fixture
@@ -47,23 +35,23 @@ def hook(tmp_path):
 
 def test_no_hooks_rollout_is_two_calls_rollback_one_rerun_one(site):
     first = site.rollout('v1')
-    assert engine_calls(first) == [('rollout', ['stage']), ('rollout', ['switch', 'restart', 'verify', 'finish'])], first
+    assert first.engine_calls() == [('rollout', ['stage']), ('rollout', ['switch', 'restart', 'verify', 'finish'])], first
     site.assert_state('v1', {'v1': 'ok'})
     second = site.rollout('v2')
-    assert engine_calls(second) == [('rollout', ['stage']), ('rollout', ['switch', 'restart', 'verify', 'finish'])], second
+    assert second.engine_calls() == [('rollout', ['stage']), ('rollout', ['switch', 'restart', 'verify', 'finish'])], second
     site.assert_state('v2', {'v1': 'ok', 'v2': 'ok'})
     back = site.rollback()
-    assert engine_calls(back) == [('rollback', ['switch', 'restart', 'verify', 'compare', 'finish'])], back
+    assert back.engine_calls() == [('rollback', ['switch', 'restart', 'verify', 'compare', 'finish'])], back
     site.assert_state('v1', {'v1': 'ok', 'v2': 'rolled_back'})
     # A re-run of the release already current, without health checks: the stage call only.
     extra = site.vars_file('nochecks', {'redbutton_health_checks': []})
     rerun = site.rollout('v1', *extra)
     assert rerun.recap['changed'] == 0, rerun
-    assert engine_calls(rerun) == [('rollout', ['stage'])], rerun
+    assert rerun.engine_calls() == [('rollout', ['stage'])], rerun
     # With the health checks: one more call, that only verifies.
     checked = site.rollout('v1')
     assert checked.recap['changed'] == 0, checked
-    assert engine_calls(checked) == [('rollout', ['stage']), ('rollout', ['verify'])], checked
+    assert checked.engine_calls() == [('rollout', ['stage']), ('rollout', ['verify'])], checked
 
 
 def test_redbutton_result_after_a_rollout_and_a_rollback(site, hook):
@@ -100,10 +88,10 @@ def test_a_hook_between_switch_and_restart_cuts_the_call_in_two(site, hook):
     path, seen = hook
     site.rollout('v1')
     run = site.rollout('v2', '-e', 'redbutton_after_switch=%s' % path)
-    assert engine_calls(run) == [('rollout', ['stage']), ('rollout', ['switch']), ('rollout', ['restart', 'verify', 'finish'])], run
+    assert run.engine_calls() == [('rollout', ['stage']), ('rollout', ['switch']), ('rollout', ['restart', 'verify', 'finish'])], run
     site.assert_state('v2', {'v1': 'ok', 'v2': 'ok'})
     back = site.rollback('-e', 'redbutton_after_switch=%s' % path)
-    assert engine_calls(back) == [('rollback', ['switch']), ('rollback', ['restart', 'verify', 'compare', 'finish'])], back
+    assert back.engine_calls() == [('rollback', ['switch']), ('rollback', ['restart', 'verify', 'compare', 'finish'])], back
     site.assert_state('v1', {'v1': 'ok', 'v2': 'rolled_back'})
     # Between the two calls the hook saw the switched host and the transition still open.
     out, rolled = seen()
@@ -119,7 +107,7 @@ def test_hooks_of_an_automatic_rollback_see_its_direction(site, hook):
     site.rollout('v1')
     run = site.rollout('v3', '-e', 'redbutton_after_switch=%s' % path, rc=2)
     assert 'Rolled back automatically: v1 serves again' in run.output, run
-    assert engine_calls(run) == [('rollout', ['stage']), ('rollout', ['switch']), ('rollout', ['restart', 'verify', 'finish']),
+    assert run.engine_calls() == [('rollout', ['stage']), ('rollout', ['switch']), ('rollout', ['restart', 'verify', 'finish']),
                                  ('auto_rollback', ['switch']), ('auto_rollback', ['restart', 'verify', 'compare', 'finish'])], run
     site.assert_state('v1', {'v1': 'ok', 'v3': 'failed'})
     rollout, auto = seen()
