@@ -24,6 +24,8 @@ sys.path.insert(0, EXAMPLES)
 
 import build_releases  # noqa: E402  (examples/ is not a package)
 
+# The header of a redbutton.deploy.transition call of the roles (roles/steps/tasks/segment.yml).
+ENGINE_CALL = re.compile(r'TASK \[redbutton\.deploy\.steps : Call redbutton\.deploy\.transition (rollout|rollback|auto_rollback): ([a-z, ]+)\] \*+')
 RECAP = re.compile(r'^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)\s+rescued=(\d+)', re.M)
 
 
@@ -49,6 +51,15 @@ class Run(object):
         match = RECAP.search(proc.stdout)
         keys = ('ok', 'changed', 'unreachable', 'failed', 'skipped', 'rescued')
         self.recap = dict(zip(keys, (int(v) for v in match.groups()[1:]))) if match else {}
+
+    def engine_calls(self):
+        """The transition module calls the run made, in order: [(direction, [steps])]; skipped ones left out."""
+        calls = []
+        for block in re.split(r'\n(?=TASK \[)', self.output):
+            match = ENGINE_CALL.match(block)
+            if match and re.search(r'^(ok|changed|fatal): \[', block, re.M):
+                calls.append((match.group(1), match.group(2).split(', ')))
+        return calls
 
     def __repr__(self):
         return 'ansible-playbook %s -> rc %s\n%s' % (' '.join(self.args), self.rc, self.output[-6000:])

@@ -39,7 +39,8 @@ def test_rollback_matches_the_baseline_and_verify_compares_on_demand(site):
     assert rerun.recap['changed'] == 0, rerun
 
     run = site.rollback()
-    expected = 'rollback: v1 serves again; host matches baseline before-v2 (%d files, shared data intact' % probes['release']['result']['count']
+    expected = 'v1 serves again and passed 1 health check; host matches baseline before-v2 (%d files, shared data intact' % (
+        probes['release']['result']['count'])
     assert expected in run.output, run
     site.assert_state('v1', {'v1': 'ok', 'v2': 'rolled_back'})
     assert metadata(site, 'v1')['baseline_checked'] == 'before-v2'

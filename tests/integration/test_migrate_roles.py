@@ -11,6 +11,7 @@ an unchanged re-run; on SQLite, and once on PostgreSQL (REDBUTTON_PG_DSN).
 import json
 import os
 import sqlite3
+import sys
 import uuid
 
 import pytest
@@ -42,6 +43,7 @@ MIGRATIONS = {
     },
 }
 ORDER = ('v1', 'v2', 'v3')
+COLLECTIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), '.build', 'collections')
 
 
 def build_release(base, version, upto=None):
@@ -299,15 +301,13 @@ def test_bad_settings_are_refused_before_anything_changes(site, releases, sqlite
 PROBES_PLAY = """
 - hosts: localhost
   gather_facts: false
-  vars:
-    redbutton_migrations: {database: %(db)s, path: migrations, baseline_tables: [users]}
   tasks:
     - ansible.builtin.include_vars: %(vars)s
     - redbutton.deploy.baseline:
         root: %(root)s
         name: db
         state: "{{ state }}"
-        probes: "{{ _redbutton_migration_probes if state == 'captured' else omit }}"
+        probes: "{{ db_probes if state == 'captured' else omit }}"
         fail_on_difference: false
       register: result
     - ansible.builtin.copy:
@@ -317,17 +317,22 @@ PROBES_PLAY = """
 
 
 def test_baseline_probes_see_a_lost_row_and_a_schema_change(site, tmp_path, sqlite_db):
-    """_redbutton_migration_probes (for the baseline step): a schema fingerprint that ignores
-    column order and the history table, and row counts that may grow but not shrink."""
+    """The database probes a rollout records with baseline_tables (the transition engine's
+    migration_probes): a schema fingerprint that ignores column order and the history table, and
+    row counts that may grow but not shrink."""
+    sys.path.insert(0, COLLECTIONS)
+    from ansible_collections.redbutton.deploy.plugins.module_utils._transition import migration_probes
     os.makedirs(site.root)
     with sqlite3.connect(sqlite_db.database) as conn:
         conn.executescript("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT); INSERT INTO users VALUES (1, 'a'), (2, 'b');"
                            "CREATE TABLE redbutton_schema_history (version INTEGER PRIMARY KEY);")
     out = str(tmp_path / 'result.json')
+    probes = str(tmp_path / 'probes.json')
+    with open(probes, 'w', encoding='utf-8') as handle:
+        json.dump({'db_probes': migration_probes({'database': sqlite_db.database, 'path': 'migrations', 'baseline_tables': ['users']})},
+                  handle)
     play = tmp_path / 'probes.yml'
-    play.write_text(PROBES_PLAY % {'db': sqlite_db.database, 'root': site.root, 'out': out,
-                                   'vars': os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                                        'roles', 'rollout', 'vars', 'main.yml')})
+    play.write_text(PROBES_PLAY % {'root': site.root, 'out': out, 'vars': probes})
 
     def run(state):
         site.playbook(str(play), '-i', site.inventory, '-e', 'state=%s' % state, plain=True)

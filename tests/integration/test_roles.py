@@ -77,10 +77,10 @@ def test_lock_held_by_someone_else_stops_the_rollout(site):
 
 
 def test_direct_path_without_service_or_checks(site):
-    """Nothing to restart or check: one release call stages, switches, marks ok and unlocks."""
+    """Nothing to restart or check: two engine calls roll out (stage; switch to finish), one rolls back."""
     extra = site.vars_file('direct', {'redbutton_service': {'manager': 'none'}, 'redbutton_health_checks': []})
     first = site.rollout('v1', *extra)
-    assert 'in direct mode' in first.output
+    assert first.engine_calls() == [('rollout', ['stage']), ('rollout', ['switch', 'restart', 'verify', 'finish'])], first
     site.rollout('v2', *extra)
     assert site.current() == 'v2' and site.statuses() == {'v1': 'ok', 'v2': 'ok'}
     rerun = site.rollout('v2', *extra)
@@ -90,6 +90,7 @@ def test_direct_path_without_service_or_checks(site):
     assert not site.locked()
     again = site.rollback(*extra)
     assert again.recap['changed'] == 0, again
+    assert again.engine_calls() == [('rollback', ['switch', 'restart', 'verify', 'compare', 'finish'])], again
     assert site.current() == 'v1'
 
 
