@@ -4,7 +4,8 @@
 """Restart or reload a service, and run health checks (HTTP, TCP, command) with retries.
 
 Both run on the host through a small adapter (``host``): ``run_command(args, cwd=None,
-use_unsafe_shell=False, environ_update=None)`` returning ``(rc, stdout, stderr)``,
+use_unsafe_shell=False, environ_update=None, expand_user_and_vars=True, handle_exceptions=True)``
+returning ``(rc, stdout, stderr)`` with AnsibleModule's semantics, ``get_bin_path(name)``,
 ``http_get(url, timeout, validate_certs)`` returning ``(status, body)`` (status None when
 nothing answered, with the reason as body), and ``warn(msg)``. AnsibleModule-backed and
 stand-alone adapters live in _hosts.py.
@@ -73,6 +74,7 @@ class Service(object):
         self.service = validate_service(service)
         self.host = host
         self.cwd = cwd
+        self.timeout = int(self.service.get('timeout') or 300)
 
     @property
     def managed(self):
@@ -103,9 +105,17 @@ class Service(object):
             else:
                 lines = [s['stop_command'], s['start_command']]
             # The commands are the user's shell commands: pipes, && and redirections are theirs.
-            rc, out, err = self.host.run_command('set -e\n' + '\n'.join(lines), cwd=self.cwd, use_unsafe_shell=True)
+            script = 'set -e\n' + '\n'.join(lines)
+            argv = with_timeout(self.host, self.timeout, ['/bin/sh', '-c', script])
+            if argv[0] == '/bin/sh':
+                rc, out, err = self.host.run_command(script, cwd=self.cwd, use_unsafe_shell=True)
+            else:
+                rc, out, err = self.host.run_command(argv, cwd=self.cwd)
         else:
             return False
+        if rc == 124:
+            raise RedbuttonError('%s did not end within %d s (redbutton_service.timeout): it was stopped. A start command must '
+                                 'start the app in the background and return' % (self.describe(), self.timeout))
         if rc != 0:
             raise RedbuttonError('%s failed (rc %s): %s' % (self.describe(), rc, ((out or '') + ' ' + (err or '')).strip()[:600]))
         return True
@@ -179,14 +189,25 @@ class HealthChecks(object):
             return False, 'port %s:%s closed (%s)' % (address[0], address[1], exc)
 
     def _command(self, check):
-        rc, out, err = self.host.run_command(shlex.split(check['command']), cwd=self.cwd)
+        timeout = int(self._setting(check, 'timeout'))
+        rc, out, err = self.host.run_command(with_timeout(self.host, timeout, shlex.split(check['command'])), cwd=self.cwd)
         want = int(check.get('rc', 0) if check.get('rc') is not None else 0)
+        if rc == 124 and want != 124:
+            return False, 'timed out after %d s' % timeout
         detail = 'rc %s: %s' % (rc, ((out or '').strip() + ' ' + (err or '').strip()).strip()[:200])
         if rc != want:
             return False, detail
         if check.get('stdout_regex') and not re.search(check['stdout_regex'], out or '', re.M):
             return False, detail + '; stdout must match %s' % check['stdout_regex']
         return True, detail
+
+
+def with_timeout(host, seconds, argv):
+    """argv under coreutils' timeout (rc 124 when it ran out), or as it is where there is no timeout."""
+    timeout = host.get_bin_path('timeout')
+    if not timeout or not seconds:
+        return argv
+    return [timeout, '--kill-after=5', str(seconds)] + list(argv)
 
 
 def report_failures(results):

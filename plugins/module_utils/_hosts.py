@@ -15,6 +15,8 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import shlex
+import shutil
 import ssl
 import subprocess
 import sys
@@ -29,9 +31,13 @@ class ModuleHost(object):
         self.module = module
         self.warnings = []
 
-    def run_command(self, args, cwd=None, use_unsafe_shell=False, environ_update=None):
-        return self.module.run_command(args, cwd=cwd, use_unsafe_shell=use_unsafe_shell,
-                                       environ_update=environ_update or {})
+    def run_command(self, args, **kwargs):
+        """AnsibleModule.run_command, with whatever keywords the engine's callers pass."""
+        kwargs['environ_update'] = kwargs.get('environ_update') or {}
+        return self.module.run_command(args, **kwargs)
+
+    def get_bin_path(self, name, required=False):
+        return self.module.get_bin_path(name, required=required)
 
     def http_get(self, url, timeout, validate_certs=True):
         from ansible.module_utils.urls import open_url
@@ -57,14 +63,35 @@ class LocalHost(object):
         self.out = out or sys.stderr
         self.warnings = []
 
-    def run_command(self, args, cwd=None, use_unsafe_shell=False, environ_update=None):
+    def run_command(self, args, cwd=None, use_unsafe_shell=False, environ_update=None, expand_user_and_vars=True,
+                    handle_exceptions=True):
+        """AnsibleModule.run_command's semantics with subprocess: a string is split (no shell) unless
+        use_unsafe_shell; ~ and $VARS are expanded unless expand_user_and_vars is false; a command that
+        cannot start is a failed one (rc 127) unless handle_exceptions is false, then OSError propagates."""
         env = dict(os.environ)
         env.update(environ_update or {})
         if use_unsafe_shell:
-            args = ['/bin/sh', '-c', args]
-        proc = subprocess.run(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, check=False)
+            argv = ['/bin/sh', '-c', args if isinstance(args, str) else ' '.join(shlex.quote(a) for a in args)]
+        else:
+            argv = shlex.split(args) if isinstance(args, str) else list(args)
+            if expand_user_and_vars:
+                argv = [os.path.expanduser(os.path.expandvars(a)) for a in argv]
+        try:
+            proc = subprocess.run(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, check=False)
+        except OSError as exc:
+            if not handle_exceptions:
+                raise
+            return 127, '', str(exc)
         return proc.returncode, proc.stdout.decode('utf-8', 'replace'), proc.stderr.decode('utf-8', 'replace')
+
+    @staticmethod
+    def get_bin_path(name, required=False):
+        path = os.environ.get('PATH', '') + ':/sbin:/usr/sbin:/usr/local/sbin'
+        found = shutil.which(name, path=path)
+        if found is None and required:
+            raise RedbuttonError('%s was not found on PATH (%s)' % (name, path))
+        return found
 
     def http_get(self, url, timeout, validate_certs=True):
         import urllib.error

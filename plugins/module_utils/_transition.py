@@ -52,6 +52,7 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._release import (
     CURRENT_LINK,
     RELEASE_ARGUMENT_SPEC,
     ReleaseManager,
+    read_current,
     release_path,
 )
 
@@ -72,6 +73,7 @@ SERVICE_SPEC = dict(
     stop_command=dict(type='str'),
     restart_command=dict(type='str'),
     reload_command=dict(type='str'),
+    timeout=dict(type='int', default=300),
 )
 MIGRATIONS_SPEC = dict(
     engine=dict(type='str', choices=['sqlite', 'postgresql'], default='sqlite'),
@@ -171,6 +173,11 @@ class TransitionFailed(RedbuttonError):
     def __init__(self, msg, result):
         super(TransitionFailed, self).__init__(msg)
         self.result = result
+
+
+def _applied_names(result):
+    """The migrations a Migrator run applied (or undid), named as the migrator names them."""
+    return ['%s_%s' % (step.get('version'), step.get('title')) for step in result.get('applied') or []]
 
 
 def _sentence(text):
@@ -315,6 +322,11 @@ class Transition(object):
         if unknown:
             raise RedbuttonError('steps %s are not valid: use %s' % (', '.join(unknown), ', '.join(STEPS)))
         self.plan = [s for s in order if s in wanted]
+        positions = [order.index(s) for s in self.plan]
+        if positions and positions != list(range(positions[0], positions[0] + len(positions))):
+            raise RedbuttonError('steps %s are not consecutive steps of a %s (%s): a call runs a slice of them'
+                                 % (', '.join(self.plan), self.direction, ', '.join(order)))
+        self.order = order
         self.service = validate_service(p.get('service'))
         self.checks = validate_checks(p.get('health_checks'))
         self.migrations = validate_migrations(p.get('migrations'), p['migrate_when'])
@@ -348,6 +360,7 @@ class Transition(object):
             answer = self._begin()
             if answer is not None:
                 return answer
+            self._check_continuity()
             for step in self.plan:
                 if self.outcome in ('up_to_date', 'already_back') and step not in ('verify',):
                     continue
@@ -371,6 +384,22 @@ class Transition(object):
         if os.environ.get('REDBUTTON_KILL_AT') == '%s:%s:%s' % (self.direction, when, step):
             os.killpg(os.getpgid(0), signal.SIGKILL)
 
+    def _check_continuity(self):
+        """A call that goes on with an open transition starts right after what it has done: never a
+        finish without its switch, restart and checks."""
+        if self.record is None or self.check_mode or not self.plan:
+            return
+        missing = [s for s in self.order[:self.order.index(self.plan[0])]
+                   if s not in self.record.get('done', []) and not self._nothing_to_do(s)]
+        if missing:
+            raise RedbuttonError('the %s to %s has not done %s yet: a call runs the steps that come next (%s)'
+                                 % (self.record['direction'], self.record.get('to'), ', '.join(missing), ', '.join(self.order)))
+
+    def _nothing_to_do(self, step):
+        """Steps these settings make no-ops (a call may leave them out)."""
+        return ((step == 'migrate' and not self.migrations) or (step == 'restart' and self.service['manager'] == 'none')
+                or (step == 'verify' and not self.checks) or (step == 'compare' and (not self.p['baseline'] or self.direction == 'rollout')))
+
     def _run_step(self, step):
         self._kill_point('before', step)
         started = time.time()
@@ -393,7 +422,7 @@ class Transition(object):
         entry['seconds'] = round(time.time() - started, 3)
         if entry['outcome'] == 'changed':
             self.changed = True
-        if self.record is not None and step not in self.record['done'] and entry['outcome'] != 'skipped':
+        if self.record is not None and step not in self.record['done']:
             self.record['done'].append(step)
             self._save()
         self._kill_point('after', step)
@@ -513,6 +542,10 @@ class Transition(object):
             self.outcome = 'already_back'
             self._unlock()
             return None
+        if record and record.get('direction') == 'rollback' and self.p.get('release') in (None, '', 'previous', record.get('to')) \
+                and self.rm.present(record.get('to')):
+            self.release = record['to']  # an interrupted rollback: finish it, whatever target it resolved to then
+            return None
         self.rm.params['release'] = self.p.get('release') or 'previous'
         self.rm.params['once'] = bool(self.p.get('once')) and self.rm.params['release'] == 'previous'
         try:
@@ -521,8 +554,6 @@ class Transition(object):
         except RedbuttonError as exc:
             raise RedbuttonError('%s Rollback refused: current was not changed.' % _sentence(str(exc)))
         self.release = target
-        if record and record.get('direction') == 'rollback' and record.get('to') == target:
-            return None  # an interrupted rollback to the same target: finish it
         if target == self.current:
             if self._status(target) == 'ok':
                 self.record = None
@@ -545,10 +576,17 @@ class Transition(object):
         return None
 
     def _check_target(self, target):
-        """Refuse, before any change, a rollback the database could not follow."""
+        """Refuse, before any change, a target that is not there, is marked failed, or that the database
+        could not follow."""
+        entry = self.ledger.get(target)
+        if entry is None or not self.rm.present(target):
+            raise RedbuttonError('release %s is not staged in %s: roll back to one of the releases there: %s'
+                                 % (target, os.path.join(self.root, 'releases'), self.ledger.describe()))
+        if entry.get('status') == 'failed' and target != self.current:
+            raise RedbuttonError('release %s is marked failed: choose another target (releases: %s), or roll out a fixed '
+                                 'release' % (target, self.ledger.describe()))
         if not self.migrations or target == self.current:
             return
-        entry = self.ledger.get(target) or {}
         if (entry.get('metadata') or {}).get('schema_version') is None:
             raise RedbuttonError(
                 'the ledger has no schema version for the target release %s, so the database cannot be taken back to it. '
@@ -580,7 +618,7 @@ class Transition(object):
         last = self.ledger.data.get('last_transition') or {}
         step = self.p.get('failure_task') or 'an unknown step'
         msg = _sentence(self.p.get('failure_msg'))
-        if last.get('direction') == 'rollout' and last.get('owner') == self.p.get('lock_owner') and last.get('outcome') == 'rolled_out':
+        if self._finished_by_this_run(last):
             self.outcome = 'finished_then_failed'
             self.notes.append('Rollout of %s switched, restarted and passed its health checks, then failed at %s: %s %s stays current '
                               '(a healthy release is not rolled back for this). Fix the cause and run the rollout again to finish it.'
@@ -591,6 +629,17 @@ class Transition(object):
                               % (step, msg, self.current or 'no release'))
         self._unlock()
         return self._result()
+
+    def _finished_by_this_run(self, last):
+        """Whether the rollout this automatic rollback is called for already finished (only a hook after it
+        failed). The run id tells it when there is one; otherwise the lock owner and the release must both
+        match, so a fixed owner does not mistake an earlier run's rollout for this one."""
+        if last.get('direction') != 'rollout' or last.get('outcome') != 'rolled_out':
+            return False
+        if self.p.get('run_id'):
+            return last.get('run_id') == self.p['run_id']
+        return (last.get('owner') == self.p.get('lock_owner') and bool(self.p.get('release'))
+                and last.get('to') == self.p['release'])
 
     # -- steps ------------------------------------------------------------------------------
     def _stage(self):
@@ -608,13 +657,19 @@ class Transition(object):
         if result['up_to_date']:
             self.outcome = 'up_to_date'
             return 'ok', '%s is current, ok and identical: nothing to roll out' % self.release
+        entry = self.ledger.get(self.release) or {}
+        if entry.get('status') == 'failed' and not self.p.get('force'):
+            self.lock_fresh = result.get('locked') and self.rm.lock_before is None
+            raise RedbuttonError('release %s is marked failed (its rollout failed; see the status playbook): stage the fixed '
+                                 'code under a new release id, or pass force: true' % self.release)
         record = self.ledger.data.get('transition')
         if record and record.get('direction') == 'rollout' and record.get('to') == self.release:
             self.record = record  # an interrupted rollout of the same release: go on with it
             self.record['owner'] = self.p.get('lock_owner')
         else:
             from_id = self.current
-            if record and self.current == record.get('to') and self._status(self.current) != 'ok':
+            if record and record.get('direction') == 'rollout' and self.current == record.get('to') \
+                    and self._status(self.current) != 'ok':
                 from_id = record.get('from')  # the interrupted release never proved itself: go back further
             self._open_record('rollout', from_id if from_id != self.release else None, self.release,
                               created=result['created'])
@@ -665,7 +720,7 @@ class Transition(object):
             result = self._run_migrator(folder, self.migrations.get('target') or 'latest',
                                         rehearse=self.migrations.get('rehearse'))
             known = record.get('migrate') or {}
-            applied = list(known.get('applied') or []) + [a.get('name') for a in result.get('applied') or []]
+            applied = list(known.get('applied') or []) + _applied_names(result)
             before = known.get('version_before', result['version_before'])
             record['migrate'] = {'version_before': before, 'version_after': result['version_after'], 'applied': applied}
             if record.get('from') and self.ledger.get(record['from']) is not None and \
@@ -695,7 +750,7 @@ class Transition(object):
                                     ('current is %s' % self.current) if record.get('switched') else
                                     ('%s was not switched to and is kept for its down scripts' % record['from'])))
         self.migrate = {'version_before': result['version_before'], 'version_after': result['version_after'],
-                        'applied': [a.get('name') for a in result.get('applied') or []]}
+                        'applied': _applied_names(result)}
         if result.get('changed'):
             return 'changed', 'database from version %s to %s' % (result['version_before'], result['version_after'])
         return 'ok', 'database at version %s' % result['version_after']
@@ -735,7 +790,8 @@ class Transition(object):
             return 'skipped', ''
         if self._kept():
             return 'skipped', 'nothing is restored'
-        if self.check_mode and self.record and self.current != self.record.get('to'):
+        if self.check_mode and self.record and read_current(self.root) != self.record.get('to'):
+            # Compare with the link on disk: in check mode self.current is the predicted one.
             return 'skipped', 'not run in check mode: %s is not current yet' % self.record.get('to')
         checks = HealthChecks(self.checks, self.host, os.path.join(self.root, CURRENT_LINK), retries=self.p['health_retries'],
                               delay=self.p['health_delay'], timeout=self.p['health_timeout'])
@@ -887,9 +943,11 @@ class Transition(object):
             return '%s %s' % (head, msg)
         if step == 'compare':
             return '%s It was rolled back automatically and marked failed, but %s' % (head, msg)
-        return ('%s It was rolled back automatically and marked failed, but the restored %s fails its health checks too: %s %s is '
-                'current. Follow docs/runbook.md ("the restored release is unhealthy").'
-                % (head, record.get('to'), _sentence(msg), self.current))
+        what = {'switch': 'switching back to %s failed' % record.get('to'),
+                'restart': 'restarting the restored %s failed' % record.get('to')}.get(
+                    step, 'the restored %s fails its health checks too' % record.get('to'))
+        return ('%s It was rolled back automatically and marked failed, but %s: %s %s is current. Follow docs/runbook.md '
+                '("the restored release is unhealthy").' % (head, what, _sentence(msg), self.current))
 
     # -- verify only (read-only) ----------------------------------------------------------------
     def _verify_only(self):

@@ -124,6 +124,12 @@ options:
       reload_command:
         description: Command manager - for O(service.action=reload).
         type: str
+      timeout:
+        description:
+          - Command manager - seconds the commands may take; then they are stopped and the step fails (a start command
+            must start the app in the background and return).
+        type: int
+        default: 300
   health_checks:
     description: The checks that prove the current release works, each a name and exactly one of O(health_checks[].url), O(health_checks[].port) or O(health_checks[].command).
     type: list
