@@ -441,7 +441,9 @@ def fill(path, leave):
     return filler
 
 
-@pytest.mark.parametrize('leave_kib', [0, 8, 20])
+@pytest.mark.parametrize('leave_kib', [0, 8, pytest.param(20, marks=pytest.mark.xfail(strict=True, reason=(
+    'crash-findings.md #3: the ledger write after the extraction fails, releases/v2 stays unknown to the ledger, and the '
+    're-run is refused ("exists but the ledger does not know it")')))])
 def test_disk_full_during_a_rollout_leaves_old_or_new_and_a_rerun_finishes(small_disk, leave_kib):
     """0 KiB free: the first write of the stage step fails; 8 KiB: extracting the release; 20 KiB: the ledger."""
     crash = Crash(small_disk)
