@@ -25,6 +25,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import errno
 import os
 import re
 import signal
@@ -308,6 +309,7 @@ class Transition(object):
         self.release = None
         self.closed = None
         self.auto_failure = None
+        self.superseded = None
 
     # -- input ------------------------------------------------------------------------------
     def _validate(self):
@@ -415,6 +417,14 @@ class Transition(object):
             if self.record is None or step == 'stage':
                 raise
             raise StepFailed(step, str(exc))
+        except (IOError, OSError) as exc:
+            entry.update(outcome='failed', seconds=round(time.time() - started, 3))
+            hint = {errno.ENOSPC: 'free space on the file system of %s, then run again: the next run finishes or undoes this one',
+                    errno.EDQUOT: 'raise the disk quota on %s, then run again',
+                    errno.EACCES: 'make %s writable by the user the deploy runs as, then run again',
+                    errno.EROFS: '%s is on a read-only file system: remount it read-write, then run again'}.get(
+                        exc.errno, 'fix the cause under %s, then run again')
+            raise StepFailed(step, 'the %s step could not write: %s; %s' % (step, exc, hint % self.root))
         if isinstance(outcome, tuple):
             entry['outcome'], entry['msg'] = outcome
         elif outcome:
@@ -449,10 +459,11 @@ class Transition(object):
         record = {'id': uuid.uuid4().hex[:12], 'direction': direction, 'from': from_id, 'to': to_id,
                   'owner': self.p.get('lock_owner'), 'run_id': self.p.get('run_id'), 'actor': self.p.get('actor'),
                   'started': utcnow(), 'done': [], 'created': False, 'baseline': None, 'migrate': None,
-                  'failed_step': None, 'failed_msg': None}
+                  'failed_step': None, 'failed_msg': None, 'to_status': self._status(to_id)}
         record.update(extra)
         old = self.ledger.data.get('transition')
         if old:
+            self.superseded = old
             self.ledger.event('interrupted', old.get('to'), actor=self.p.get('actor'),
                               reason='superseded by a %s to %s' % (direction, to_id), direction=old.get('direction'))
         self.record = record
@@ -542,6 +553,15 @@ class Transition(object):
             self.outcome = 'already_back'
             self._unlock()
             return None
+        if record and record.get('direction') == 'rollout' and self.current != record.get('to'):
+            self._undo_unswitched_rollout(record)
+            record = self.record = None
+            if not self.p.get('release') or self.p.get('release') == 'previous':
+                # Undoing the interrupted rollout is the rollback: the host is where it was before it.
+                self.release = self.current
+                self.outcome = 'already_back'
+                self._unlock()
+                return None
         if record and record.get('direction') == 'rollback' and self.p.get('release') in (None, '', 'previous', record.get('to')) \
                 and self.rm.present(record.get('to')):
             self.release = record['to']  # an interrupted rollback: finish it, whatever target it resolved to then
@@ -574,6 +594,23 @@ class Transition(object):
         self._open_record('rollback', self.current, target)
         self._save()
         return None
+
+    def _undo_unswitched_rollout(self, record):
+        """A rollout that was stopped (killed) before its switch: migrate back what it applied, remove the
+        release it created, close it. What an automatic rollback before the switch does."""
+        known = record.get('migrate') or {}
+        if known.get('applied') and self.migrations:
+            folder = os.path.join(release_path(self.root, record['to']), self.migrations['path'])
+            self._run_migrator(folder, known['version_before'])
+        if record.get('created') and self.ledger.get(record['to']) is not None and record['to'] != self.current:
+            self.rm.params['reason'] = 'interrupted'
+            self.rm._remove(record['to'], self.rm.present(record['to']))
+        self.ledger.event('interrupted', record['to'], actor=self.p.get('actor'), reason='undone by a rollback',
+                          direction='rollout')
+        self.ledger.data['transition'] = None
+        self.rm.save()
+        self.notes.append('The interrupted rollout of %s (stopped before its switch) was undone%s.'
+                          % (record['to'], ' and its release removed' if record.get('created') else ''))
 
     def _check_target(self, target):
         """Refuse, before any change, a target that is not there, is marked failed, or that the database
@@ -705,8 +742,13 @@ class Transition(object):
         target = record['to']
         if self.current == target:
             return 'ok', '%s is already current' % target
-        self.rm.params.update(reason=self.direction, force=False,
-                              previous_status={'rollout': None, 'rollback': 'rolled_back', 'auto_rollback': 'failed'}[self.direction])
+        previous_status = {'rollout': None, 'rollback': 'rolled_back', 'auto_rollback': 'failed'}[self.direction]
+        if previous_status is None and self.current and self._status(self.current) == 'active':
+            # Current but never proven (its transition was interrupted): back to the status it had before that
+            # transition when it was ok, otherwise it was undone.
+            old = self.superseded or {}
+            previous_status = 'ok' if old.get('to') == self.current and old.get('to_status') == 'ok' else 'rolled_back'
+        self.rm.params.update(reason=self.direction, force=False, previous_status=previous_status)
         self.rm._activate(target)
         self.rm.params['previous_status'] = None
         return 'changed', 'current switched from %s to %s' % (record['from'], target)
