@@ -337,12 +337,7 @@ for _since, _seconds in (('start', 2.0), ('lock', 0.0), ('lock', 0.5), ('lock', 
 
 # Known engine bugs (described in the findings the lead fixes the engine from): strict, so the test
 # turns red the day the fix lands, and whoever lands it removes the mark.
-KNOWN = {
-    'rollout-after-stage-then-rollback': 'crash-findings.md #1: a rollback after a rollout killed before its switch is refused '
-                                         '("previous has no target"); the open rollout and its lock stay',
-    'rollback-after-switch-then-rollout': 'crash-findings.md #2: a rollout after a rollback killed after its switch leaves the '
-                                          'rollback target active though not current (and rolls out with no rollback target)',
-}
+KNOWN = {}
 
 
 def case_params():
@@ -475,8 +470,7 @@ def race(crash, tmp_path, *extra):
     site = crash.site
     site.artifacts = dict(site.artifacts, v4=build_releases.build_release(str(tmp_path), 'v4'))
     crash.roll_out('v1')
-    # No baseline: a command health check is also a baseline probe, which the host adapters cannot run yet
-    # (engine finding: baseline probes call the host adapter with AnsibleModule-only keywords).
+    # No baseline: the slow command check would also run as a baseline probe (8 s more per run).
     slow = site.vars_file('slow', {'redbutton_baseline': False, 'redbutton_health_checks': crash.vars['redbutton_health_checks'] + [
         {'name': 'slow', 'command': 'sleep 8'}]})
     runs = {}
