@@ -3,12 +3,14 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Controller side of redbutton.deploy.release: checksum a local src, upload only if needed.
 
-With remote_src false and a src on the controller, the content checksum is computed here
-(sha256 of an archive, tree digest of a directory, which is packed into a temporary tar).
-The module is asked once without src: if the host already has that content staged it does
-all the work right away and nothing is transferred. Only otherwise is the artifact copied to
-the remote temporary directory and the module called again to stage it (the host verifies the
-checksum while extracting, in the same pass). Check mode never transfers anything.
+With remote_src false and a src on the controller, the checksum is computed here (sha256 of an
+archive's bytes, content digest of a directory, which is packed into a temporary tar). The
+module is asked once without src: if the host's ledger has a release with those bytes (or that
+content) it does all the work right away and nothing is transferred. Only otherwise is the
+artifact copied to the remote temporary directory and the module called again to stage it (the
+host verifies the checksum and computes the content digest while extracting, in the same pass:
+an archive rebuilt from the same files is recognised there and is a no-op). Check mode never
+transfers anything: the controller reads the archive itself and sends its content digest.
 
 With a local connection and no become the host is the controller: the module is called once
 with the controller path, as for remote_src, and nothing is hashed, validated or copied here.
@@ -35,6 +37,7 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._archive import (
     open_source,
 )
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
+from ansible_collections.redbutton.deploy.plugins.module_utils._lock import controller_identity
 
 
 def _reset_owner(info):
@@ -76,9 +79,12 @@ class LocalArtifact(object):
         return self
 
     def validate(self):
-        """Refuse a malicious artifact on the controller: check mode only, where nothing is uploaded
-        and the host could not see it (otherwise the host checks while extracting)."""
-        self.source.validate()
+        """Refuse a malicious or damaged artifact on the controller and return its content digest:
+        check mode only, where nothing is uploaded and the host could not see it (otherwise the
+        host checks while extracting)."""
+        if isinstance(self.source, DirectorySource):
+            return self.checksum
+        return self.source.scan()
 
     def pack(self):
         if self.checksum_of == 'tree' and self.upload == self.path:
@@ -92,6 +98,7 @@ class LocalArtifact(object):
 
 
 class ActionModule(ActionBase):
+    """Subclassable: a subclass names its module in MODULE (same upload and probe protocol)."""
 
     TRANSFERS_FILES = False  # only when the host lacks the content; the tmp dir is made then
     MODULE = 'redbutton.deploy.release'
@@ -113,7 +120,7 @@ class ActionModule(ActionBase):
     @staticmethod
     def _validate(artifact):
         try:
-            artifact.validate()
+            return artifact.validate()
         except RedbuttonError as exc:
             raise AnsibleActionFail(to_text(exc))
 
@@ -123,6 +130,10 @@ class ActionModule(ActionBase):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
         args = dict(self._task.args)
+        if args.get('lock_owner') and '_controller' not in args:
+            # The run that takes the lock: this worker's parent is the ansible-playbook process, so
+            # the next run can tell whether the holder is still alive when it runs from this machine.
+            args['_controller'] = controller_identity(os.getppid())
         src = args.get('src')
         if not self._stages(args):
             result.update(self._execute_module(module_name=self.MODULE, module_args=args, task_vars=task_vars))
@@ -158,14 +169,20 @@ class ActionModule(ActionBase):
                     'artifact is the one you meant, or fix checksum' % (src, wanted, artifact.checksum))
 
             if self._task.check_mode:
-                self._validate(artifact)
+                args['_content'] = self._validate(artifact)
             args.update(checksum=artifact.checksum, _checksum_of=artifact.checksum_of, _source=found, remote_src=True)
             self._probe_defaults(args)
             probe = dict(args, _probe=True)
             probe.pop('src', None)
             answer = self._execute_module(module_name=self.MODULE, module_args=probe, task_vars=task_vars)
+            if answer.get('needs_content') and not answer.get('failed'):
+                # The id is staged from other bytes: the content digest, read here, tells a rebuilt
+                # artifact of the same files (a no-op) from other content (refused), without an upload.
+                args['_content'] = probe['_content'] = self._validate(artifact)
+                answer = self._execute_module(module_name=self.MODULE, module_args=probe, task_vars=task_vars)
             if answer.get('failed') or not answer.get('needs_src') or self._task.check_mode:
                 answer.pop('needs_src', None)
+                answer.pop('needs_content', None)
                 result.update(answer)
                 return result
 

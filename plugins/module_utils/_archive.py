@@ -24,8 +24,13 @@ import shutil
 import stat
 import tarfile
 import zipfile
+import zlib
 
-from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
+from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
+    RedbuttonError,
+    describe_os_error,
+    fault_point,
+)
 
 CHUNK = 1024 * 1024
 CHECKSUM_RE = re.compile(r'^sha256:[0-9a-f]{64}$')
@@ -68,15 +73,50 @@ def release_id_from_checksum(checksum):
     return 'sha256-' + checksum.split(':', 1)[1][:12]
 
 
-def tree_checksum(path):
-    """Digest of a directory tree: what it contains, not when or by whom it was written.
+class ContentDigest(object):
+    """The digest of a release's content, whatever carried it (tar, zip or a directory).
 
-    Sorted relative paths, each with its type; regular files with the owner execute bit and
-    the sha256 of their content; symlinks with their target. Directory modes, owners and
-    times do not count, so the same tree packed, uploaded and extracted elsewhere has the
-    same digest.
+    Sorted relative paths, each with its type; directories with nothing else; regular files
+    with the mode the release gets (see _safe_mode) and the sha256 of their bytes; symlinks
+    with their target. Times, owners and directory modes do not count, and neither does the
+    compression or the order of members, so the same tree packed twice (a new gzip time stamp),
+    packed as a zip, or copied as a directory has the same digest.
     """
-    entries = []
+
+    def __init__(self):
+        self.entries = {}
+
+    def add_dir(self, path):
+        self.entries[path] = ('d', '')
+
+    def add_parents(self, parts):
+        for depth in range(1, len(parts)):
+            self.entries.setdefault('/'.join(parts[:depth]), ('d', ''))
+
+    def add_file(self, path, mode, hexdigest):
+        self.entries[path] = ('f', '%o:%s' % (_safe_mode(mode, FILE), hexdigest))
+
+    def add_link(self, path, target):
+        self.entries[path] = ('l', target)
+
+    def add_other(self, path, fmt):
+        self.entries[path] = ('o', '%o' % fmt)
+
+    def copy_entry(self, path, source):
+        """A hardlink: on disk it is the same file as source."""
+        self.entries[path] = self.entries[source]
+
+    def checksum(self):
+        digest = hashlib.sha256()
+        for rel in sorted(self.entries):
+            kind, extra = self.entries[rel]
+            digest.update(('%s\0%s\0%s\n' % (kind, rel, extra)).encode('utf-8', 'surrogateescape'))
+        return 'sha256:' + digest.hexdigest()
+
+
+def tree_checksum(path):
+    """The content digest (ContentDigest) of a directory tree, read from disk."""
+    content = ContentDigest()
     for dirpath, dirnames, filenames in os.walk(path):
         rel_dir = os.path.relpath(dirpath, path)
         rel_dir = '' if rel_dir == '.' else rel_dir.replace(os.sep, '/')
@@ -85,18 +125,14 @@ def tree_checksum(path):
             full = os.path.join(dirpath, name)
             info = os.lstat(full)
             if stat.S_ISLNK(info.st_mode):
-                entries.append((rel, 'l', os.readlink(full)))
+                content.add_link(rel, os.readlink(full))
             elif stat.S_ISDIR(info.st_mode):
-                entries.append((rel, 'd', ''))
+                content.add_dir(rel)
             elif stat.S_ISREG(info.st_mode):
-                flag = 'x' if info.st_mode & stat.S_IXUSR else '-'
-                entries.append((rel, 'f', flag + file_checksum(full)[7:]))
+                content.add_file(rel, stat.S_IMODE(info.st_mode), file_checksum(full)[7:])
             else:
-                entries.append((rel, 'o', '%o' % stat.S_IFMT(info.st_mode)))
-    digest = hashlib.sha256()
-    for rel, kind, extra in sorted(entries):
-        digest.update(('%s\0%s\0%s\n' % (kind, rel, extra)).encode('utf-8', 'surrogateescape'))
-    return 'sha256:' + digest.hexdigest()
+                content.add_other(rel, stat.S_IFMT(info.st_mode))
+    return content.checksum()
 
 
 def member_parts(name, what='member'):
@@ -241,115 +277,313 @@ class Source(object):
         raise NotImplementedError
 
 
+class ArchiveDamaged(RedbuttonError):
+    """The bytes of an artifact are damaged or cut short (raised by ArchiveStream)."""
+
+
+GZIP_MAGIC = b'\x1f\x8b'
+BZIP2_MAGIC = b'BZh'
+XZ_MAGIC = b'\xfd7zXZ\x00'
+LZMA_ALONE_MAGIC = b'\x5d\x00\x00'
+
+
+def _decompressor(kind):
+    if kind == 'gzip':
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)  # verifies the trailer: CRC32 and size
+    if kind == 'bzip2':
+        import bz2
+        return bz2.BZ2Decompressor()
+    if kind in ('xz', 'lzma'):
+        import lzma
+        return lzma.LZMADecompressor(lzma.FORMAT_AUTO)  # verifies the stream's check
+    return None
+
+
+class ArchiveStream(object):
+    """The uncompressed bytes of a tar archive, read once, for tarfile's stream mode.
+
+    Hashes every raw byte (the archive checksum) and decompresses with zlib, bz2 or lzma
+    itself, so that the end of each compressed stream is reached and its trailer verified
+    (tarfile's stream mode never reads the gzip CRC). finish() reads everything after the
+    tar end-of-archive blocks to EOF: only zero padding may follow.
+    """
+
+    OUT = 4 * CHUNK  # at most this much decompressed data at once (no decompression bomb in memory)
+
+    def __init__(self, handle, path):
+        self.handle = handle
+        self.path = path
+        self.digest = hashlib.sha256()
+        self.raw_offset = 0
+        self.offset = 0  # uncompressed bytes handed out
+        head = self._raw(6)
+        if head.startswith(GZIP_MAGIC):
+            self.kind = 'gzip'
+        elif head.startswith(BZIP2_MAGIC):
+            self.kind = 'bzip2'
+        elif head.startswith(XZ_MAGIC):
+            self.kind = 'xz'
+        elif head.startswith(LZMA_ALONE_MAGIC):
+            self.kind = 'lzma'
+        else:
+            self.kind = 'tar'
+        self.decomp = _decompressor(self.kind)
+        self.pending = head  # raw bytes not yet fed to the decompressor
+        self.buffer = b''
+        self.pos = 0
+        self.raw_eof = False
+
+    def _raw(self, size):
+        data = self.handle.read(size)
+        self.digest.update(data)
+        self.raw_offset += len(data)
+        return data
+
+    def _damaged(self, what):
+        return ArchiveDamaged('src %s is damaged: %s (byte %d of the file); nothing was staged' % (self.path, what, self.raw_offset))
+
+    def _more(self):
+        """The next piece of uncompressed data; b'' at the end of the file."""
+        while True:
+            if self.decomp is None:
+                if self.pending:
+                    data, self.pending = self.pending, b''
+                    return data
+                return self._raw(CHUNK)
+            if self.decomp.eof:
+                rest = self.decomp.unused_data + self.pending
+                self.pending = b''
+                rest = rest.lstrip(b'\0')  # zero padding after a compressed stream is allowed
+                while not rest and not self.raw_eof:
+                    chunk = self._raw(CHUNK)
+                    if not chunk:
+                        self.raw_eof = True
+                    rest = chunk.lstrip(b'\0')
+                if not rest:
+                    return b''
+                if not _same_magic(self.kind, rest):
+                    raise self._damaged('unexpected data after the end of the %s stream' % self.kind)
+                self.decomp = _decompressor(self.kind)  # a concatenated stream (gzip members, bzip2 -c a b)
+                self.pending = rest
+                continue
+            if not self.pending and getattr(self.decomp, 'needs_input', True) and not getattr(self.decomp, 'unconsumed_tail', b''):
+                self.pending = self._raw(CHUNK)
+                if not self.pending:
+                    raise self._damaged('the %s stream ends before its end marker and trailer (the file is cut short)' % self.kind)
+            data, self.pending = self.pending, b''
+            try:
+                if self.kind == 'gzip':
+                    out = self.decomp.decompress(self.decomp.unconsumed_tail + data, self.OUT)
+                else:
+                    out = self.decomp.decompress(data, max_length=self.OUT)
+            except (zlib.error, EOFError, OSError, ValueError, LookupError) as exc:
+                raise self._damaged('%s data error (%s)' % (self.kind, exc))
+            except Exception as exc:  # lzma.LZMAError is not an OSError on every Python
+                if type(exc).__name__ != 'LZMAError':
+                    raise
+                raise self._damaged('%s data error (%s)' % (self.kind, exc))
+            if out:
+                return out
+
+    def read(self, size=-1):
+        if size is None or size < 0:
+            size = 1 << 62
+        pieces = []
+        wanted = size
+        while wanted > 0:
+            if self.pos >= len(self.buffer):
+                self.buffer = self._more()
+                self.pos = 0
+                if not self.buffer:
+                    break
+            piece = self.buffer[self.pos:self.pos + wanted]
+            self.pos += len(piece)
+            wanted -= len(piece)
+            pieces.append(piece)
+        data = b''.join(pieces)
+        self.offset += len(data)
+        return data
+
+    def finish(self):
+        """Read to EOF: only zero blocks may follow the tar end-of-archive; every compressed
+        stream must end with a valid trailer."""
+        while True:
+            start = self.offset
+            data = self.read(CHUNK)
+            if not data:
+                break
+            stripped = data.lstrip(b'\0')
+            if stripped:
+                raise self._damaged('data follows the end-of-archive blocks at uncompressed offset %d '
+                                    '(a damaged tar header ends the archive early)' % (start + len(data) - len(stripped)))
+        for block in iter(lambda: self._raw(CHUNK), b''):
+            pass  # a plain tar: nothing left; kept for the checksum of the whole file
+
+    def checksum(self):
+        return 'sha256:' + self.digest.hexdigest()
+
+
+def _same_magic(kind, data):
+    return data.startswith({'gzip': GZIP_MAGIC, 'bzip2': BZIP2_MAGIC, 'xz': XZ_MAGIC}.get(kind, b'\xff\xff'))
+
+
+def _recording_tarinfo():
+    """A TarInfo class that keeps the last header block tarfile read: tarfile takes a damaged
+    header for the end of the archive, and this is how we tell one from the zero blocks."""
+
+    class RecordingTarInfo(tarfile.TarInfo):
+        last_block = None
+
+        @classmethod
+        def frombuf(cls, buf, encoding, errors):
+            cls.last_block = buf
+            return super(RecordingTarInfo, cls).frombuf(buf, encoding, errors)
+
+    return RecordingTarInfo
+
+
 class TarSource(Source):
-    """tar, tar.gz/tgz, tar.xz, tar.bz2 (tarfile 'r:*')."""
+    """tar, tar.gz/tgz, tar.xz, tar.bz2: read in one pass, every byte to the end of the file."""
 
     kind = 'tar'
 
-    def _open(self):
-        try:
-            return tarfile.open(self.path, 'r:*')
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise RedbuttonError('src %s is not a readable tar archive: %s' % (self.path, exc))
-
-    def _members_of(self, tar):
-        try:
-            infos = tar.getmembers()
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise RedbuttonError('src %s is a damaged tar archive: %s' % (self.path, exc))
-        return [_tar_member(info) for info in infos]
-
     def members(self):
-        tar = self._open()
-        try:
-            return self._members_of(tar)
-        finally:
-            tar.close()
+        return self._walk(None)[0]
+
+    def validate(self):
+        """Read every member to the end (nothing written); check the whole list. Returns it."""
+        members, content, dummy = self._walk(None)
+        MemberChecker(members).check()
+        self.content = content
+        return members
+
+    def scan(self, checksum=None):
+        """The content digest, reading the archive once to the end without writing anything;
+        every member is checked and, with ``checksum``, the archive bytes verified."""
+        members, content, actual = self._walk(None)
+        MemberChecker(members).check()
+        _verify(self.path, checksum, actual)
+        return content
 
     def extract(self, dest, checksum=None):
-        """Extract into the empty directory dest in one pass over the archive (decompressed once).
+        """Extract into the empty directory dest in one pass over the archive (decompressed once);
+        return the content digest.
 
         Regular files and directories are written as they stream by, checked member by member
         (no absolute path, no '..', no device, fifo or duplicate); no symlink or hardlink exists
         on disk while they are written, so nothing can land outside dest. Links are recorded and
-        created last, after every rule of MemberChecker passed on the complete list. When
-        ``checksum`` is given, the sha256 of the archive bytes read is compared with it at the end.
+        created last, after every rule of MemberChecker passed on the complete list. The archive is
+        read to its end: a damaged header, damaged compressed data or a missing trailer refuses it.
+        When ``checksum`` is given, the sha256 of the archive bytes read is compared with it at the end.
         On any error dest is emptied again before the error is raised.
         """
         if os.listdir(dest):
             raise RedbuttonError('extracting %s: the destination %s is not empty' % (self.path, dest))
         try:
-            with open(self.path, 'rb') as raw:
-                reader = HashingReader(raw) if checksum is not None else raw
-                members = self._extract_stream(reader, dest)
-                if checksum is not None:
-                    reader.drain()
+            members, content, actual = self._walk(dest)
             MemberChecker(members).check()
+            _verify(self.path, checksum, actual)
             _create_links(members, dest)
-            if checksum is not None and reader.checksum() != checksum:
-                raise RedbuttonError(
-                    'checksum mismatch for src %s: expected %s, got %s; nothing was staged. Check that the '
-                    'artifact is the one you meant, or fix checksum' % (self.path, checksum, reader.checksum()))
         except BaseException:
             _empty_dir(dest)
             raise
+        return content
 
-    def _extract_stream(self, reader, dest):
-        """Write files and directories while reading; return every member, links included."""
+    def _walk(self, dest):
+        """One pass: every member (written under dest when dest is given), the content digest,
+        the checksum of the archive bytes."""
         members = []
         seen = {}
         dirs = []
+        content = ContentDigest()
+        info_class = _recording_tarinfo()
+        current = None
         try:
-            tar = tarfile.open(fileobj=reader, mode='r|*')
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            raise RedbuttonError('src %s is not a readable tar archive: %s' % (self.path, exc))
-        try:
-            for info in tar:
-                member = _tar_member(info)
-                members.append(member)
-                if not admit_member(member, seen):
-                    continue
-                target = os.path.join(dest, *member.parts)
-                if member.kind == DIR:
-                    if not os.path.isdir(target):
-                        os.makedirs(target)
-                    dirs.append((target, info))
-                elif member.kind == FILE:
-                    try:
-                        _write_member(tar, info, target)
-                    except OSError as exc:
-                        raise RedbuttonError('extracting member %r of %s failed: %s' % (member.name, self.path, exc))
-        except (tarfile.TarError, EOFError) as exc:  # tarfile wraps zlib, bz2 and lzma errors
-            raise RedbuttonError('src %s is a damaged tar archive: %s' % (self.path, exc))
-        finally:
-            tar.close()
+            with open(self.path, 'rb') as raw:
+                stream = ArchiveStream(raw, self.path)
+                try:
+                    tar = tarfile.open(fileobj=stream, mode='r|', tarinfo=info_class)
+                except tarfile.TarError as exc:
+                    raise RedbuttonError('src %s is not a readable tar archive: %s' % (self.path, exc))
+                try:
+                    for info in tar:
+                        current = info.name
+                        member = _tar_member(info)
+                        members.append(member)
+                        if not admit_member(member, seen):
+                            continue
+                        content.add_parents(member.parts)
+                        if member.kind == DIR:
+                            content.add_dir(member.path)
+                            if dest is not None:
+                                target = os.path.join(dest, *member.parts)
+                                if not os.path.isdir(target):
+                                    fault_point('extract', target)
+                                    os.makedirs(target)
+                                dirs.append((target, info))
+                        elif member.kind == FILE:
+                            target = os.path.join(dest, *member.parts) if dest is not None else None
+                            content.add_file(member.path, info.mode, self._file(tar, info, target))
+                        elif member.kind == SYMLINK:
+                            content.add_link(member.path, member.link)
+                        else:
+                            link = '/'.join(part for part in (member.link or '').split('/') if part not in ('', '.'))
+                            if link in content.entries:  # else MemberChecker refuses it below
+                                content.copy_entry(member.path, link)
+                        current = None
+                    end = tar.offset
+                finally:
+                    tar.close()
+                last = info_class.last_block
+                if last is not None and last != tarfile.NUL * tarfile.BLOCKSIZE:
+                    if not last:
+                        raise ArchiveDamaged(
+                            'src %s is damaged: it ends at uncompressed offset %d without the tar end-of-archive '
+                            'blocks (the file is cut short); nothing was staged' % (self.path, end))
+                    raise ArchiveDamaged(
+                        'src %s is damaged: the tar header at uncompressed offset %d%s is not valid (%s); '
+                        'nothing was staged' % (self.path, end, ' (after member %r)' % members[-1].name if members else '',
+                                                'cut short' if len(last) < tarfile.BLOCKSIZE else 'bad checksum'))
+                stream.finish()
+        except ArchiveDamaged as exc:
+            if current is not None:
+                raise ArchiveDamaged('%s, while reading member %r' % (str(exc).replace('; nothing was staged', ''), current)
+                                     + '; nothing was staged')
+            raise
+        except (tarfile.TarError, EOFError) as exc:
+            where = ' in member %r' % current if current is not None else ''
+            raise ArchiveDamaged('src %s is a damaged tar archive%s: %s; nothing was staged' % (self.path, where, exc))
         # Directory modes and times last: writing into them changed their mtimes.
         for target, info in reversed(dirs):
             os.chmod(target, _safe_mode(info.mode, DIR))
             os.utime(target, (info.mtime, info.mtime))
-        return members
+        return members, content.checksum(), stream.checksum()
+
+    def _file(self, tar, info, target):
+        """Read a regular file member to its end (written to target when given); its sha256."""
+        digest = hashlib.sha256()
+        source = tar.extractfile(info)
+        if target is None:
+            for block in iter(lambda: source.read(CHUNK), b''):
+                digest.update(block)
+            return digest.hexdigest()
+        try:
+            _write_member(source, info, target, digest)
+        except OSError as exc:
+            raise _write_error('staging the artifact %s: writing member %r' % (self.path, info.name), target, exc)
+        return digest.hexdigest()
 
 
-class HashingReader(object):
-    """A read-only file wrapper that hashes every byte read through it (tarfile's stream mode
-    reads the archive sequentially, so the checksum comes for free)."""
+def _verify(path, checksum, actual):
+    if checksum is not None and actual != checksum:
+        raise RedbuttonError(
+            'checksum mismatch for src %s: expected %s, got %s; nothing was staged. Check that the '
+            'artifact is the one you meant, or fix checksum' % (path, checksum, actual))
 
-    def __init__(self, handle):
-        self.handle = handle
-        self.digest = hashlib.sha256()
 
-    def read(self, size=-1):
-        data = self.handle.read(size)
-        self.digest.update(data)
-        return data
-
-    def drain(self):
-        """Hash what tarfile did not need to read (the padding after the end-of-archive)."""
-        for block in iter(lambda: self.read(CHUNK), b''):
-            pass
-
-    def checksum(self):
-        return 'sha256:' + self.digest.hexdigest()
+def _write_error(step, path, exc):
+    """The RedbuttonError for an OSError while writing: the step, the path and what to do."""
+    return RedbuttonError(describe_os_error(step, path, exc))
 
 
 def admit_member(member, seen):
@@ -390,17 +624,19 @@ def _tar_member(info):
     return Member(info.name, parts, kind, link=info.linkname or None, mode=info.mode, raw=info)
 
 
-def _write_member(tar, info, target):
+def _write_member(source, info, target, digest):
     """Write a regular file member: never through a link, never over an existing file."""
     parent = os.path.dirname(target)
     if not os.path.isdir(parent):
         os.makedirs(parent)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
     mode = _safe_mode(info.mode, FILE)
+    fault_point('extract', target)
     fd = os.open(target, flags, mode)
     with os.fdopen(fd, 'wb') as handle:
-        source = tar.extractfile(info)
-        shutil.copyfileobj(source, handle, CHUNK)
+        for block in iter(lambda: source.read(CHUNK), b''):
+            digest.update(block)
+            handle.write(block)
         os.fchmod(fd, mode)  # not narrowed by the umask: the same modes as the other sources
     os.utime(target, (info.mtime, info.mtime))
 
@@ -441,8 +677,9 @@ class ZipSource(Source):
     def _open(self):
         try:
             return zipfile.ZipFile(self.path)
-        except (zipfile.BadZipfile, OSError) as exc:
-            raise RedbuttonError('src %s is not a readable zip archive: %s' % (self.path, exc))
+        except (zipfile.BadZipfile, zipfile.LargeZipFile, OSError, EOFError) as exc:
+            raise ArchiveDamaged('src %s is not a readable zip archive (damaged or cut short: %s); nothing was staged'
+                                 % (self.path, exc))
 
     def _members_of(self, archive):
         result = []
@@ -455,7 +692,7 @@ class ZipSource(Source):
                 kind = DIR
             elif fmt == stat.S_IFLNK:
                 kind = SYMLINK
-                link = archive.read(info).decode('utf-8', 'surrogateescape')
+                link = self._read(archive, info).decode('utf-8', 'surrogateescape')
             elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
                 raise RedbuttonError('member %r is a device file; refusing to extract it' % info.filename)
             elif fmt == stat.S_IFIFO:
@@ -467,6 +704,16 @@ class ZipSource(Source):
             result.append(Member(info.filename, parts, kind, link=link, mode=mode & 0o7777, raw=info))
         return result
 
+    def _damaged(self, info, exc):
+        return ArchiveDamaged('src %s is damaged: member %r (header at byte %d) cannot be read to its end: %s; '
+                              'nothing was staged' % (self.path, info.filename, info.header_offset, exc))
+
+    def _read(self, archive, info):
+        try:
+            return archive.read(info)
+        except (zipfile.BadZipfile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
+            raise self._damaged(info, exc)
+
     def members(self):
         archive = self._open()
         try:
@@ -474,31 +721,83 @@ class ZipSource(Source):
         finally:
             archive.close()
 
-    def extract(self, dest):
+    def validate(self):
+        self.scan()
+        return self.members()
+
+    def scan(self, checksum=None):
+        """Read every member to its end (CRC checked), write nothing; the content digest."""
+        if checksum is not None:
+            _verify(self.path, checksum, file_checksum(self.path))
+        return self._walk(None)
+
+    def extract(self, dest, checksum=None):
+        if checksum is not None:
+            _verify(self.path, checksum, file_checksum(self.path))
+        try:
+            return self._walk(dest)
+        except BaseException:
+            _empty_dir(dest)
+            raise
+
+    def _walk(self, dest):
         archive = self._open()
+        content = ContentDigest()
         try:
             members = MemberChecker(self._members_of(archive)).check()
+            seen = {}
             for member in members:
-                target = os.path.join(dest, *member.parts) if member.parts else dest
+                if not admit_member(member, seen):
+                    continue
+                content.add_parents(member.parts)
+                target = os.path.join(dest, *member.parts) if dest is not None else None
                 if member.kind == DIR:
-                    if not os.path.isdir(target):
-                        os.makedirs(target)
-                    os.chmod(target, _safe_mode(member.mode, DIR))
+                    content.add_dir(member.path)
+                    if target is not None:
+                        if not os.path.isdir(target):
+                            fault_point('extract')
+                            os.makedirs(target)
+                        os.chmod(target, _safe_mode(member.mode, DIR))
                     continue
-                parent = os.path.dirname(target)
-                if not os.path.isdir(parent):
-                    os.makedirs(parent)
                 if member.kind == SYMLINK:
-                    os.symlink(member.link, target)
+                    content.add_link(member.path, member.link)
+                    if target is not None:
+                        _makedirs_for(target)
+                        fault_point('extract')
+                        os.symlink(member.link, target)
                     continue
-                with archive.open(member.raw) as source:
-                    with open(target, 'wb') as handle:
-                        shutil.copyfileobj(source, handle, CHUNK)
-                os.chmod(target, _safe_mode(member.mode, FILE))
-        except (zipfile.BadZipfile, zipfile.LargeZipFile) as exc:
-            raise RedbuttonError('extracting %s failed: %s' % (self.path, exc))
+                content.add_file(member.path, member.mode, self._file(archive, member, target))
         finally:
             archive.close()
+        return content.checksum()
+
+    def _file(self, archive, member, target):
+        digest = hashlib.sha256()
+        try:
+            with archive.open(member.raw) as source:
+                if target is None:
+                    for block in iter(lambda: source.read(CHUNK), b''):
+                        digest.update(block)
+                    return digest.hexdigest()
+                _makedirs_for(target)
+                try:
+                    fault_point('extract', target)
+                    with open(target, 'wb') as handle:
+                        for block in iter(lambda: source.read(CHUNK), b''):
+                            digest.update(block)
+                            handle.write(block)
+                    os.chmod(target, _safe_mode(member.mode, FILE))
+                except OSError as exc:
+                    raise _write_error('staging the artifact %s: writing member %r' % (self.path, member.name), target, exc)
+        except (zipfile.BadZipfile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError) as exc:
+            raise self._damaged(member.raw, exc)
+        return digest.hexdigest()
+
+
+def _makedirs_for(target):
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        os.makedirs(parent)
 
 
 class DirectorySource(Source):
@@ -508,6 +807,12 @@ class DirectorySource(Source):
 
     def checksum(self):
         return tree_checksum(self.path)
+
+    def scan(self, checksum=None):
+        self.validate()
+        content = tree_checksum(self.path)
+        _verify(self.path, checksum, content)
+        return content
 
     def members(self):
         result = []
@@ -535,8 +840,10 @@ class DirectorySource(Source):
                 result.append(Member(rel, rel.split('/'), kind, link=link, mode=stat.S_IMODE(mode)))
         return result
 
-    def extract(self, dest):
+    def extract(self, dest, checksum=None):
+        """Copy the tree into dest. Returns None: the content digest is checksum()."""
         self.validate()
+        fault_point('extract')
         shutil.copytree(self.path, dest, symlinks=True, dirs_exist_ok=True)
         for dirpath, dirnames, filenames in os.walk(dest):
             for name in dirnames + filenames:
@@ -546,6 +853,7 @@ class DirectorySource(Source):
                     continue
                 kind = DIR if stat.S_ISDIR(info.st_mode) else FILE
                 os.chmod(full, _safe_mode(stat.S_IMODE(info.st_mode), kind))
+        return None  # the caller digested the source tree already (DirectorySource.checksum)
 
 
 def open_source(path):

@@ -24,7 +24,7 @@ import os
 import time
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
-    RedbuttonError, atomic_write_bytes, read_json, state_dir, utcnow, validate_release_id,
+    RedbuttonError, atomic_write_bytes, read_json, state_dir, utcnow, validate_baseline_name,
 )
 from ansible_collections.redbutton.deploy.plugins.module_utils._baseline_probes import (
     ProbeError, PathProbe, adjust_probe, build_probe, normalize_probe, probe_kind,
@@ -41,7 +41,7 @@ REUSE_CANDIDATES = 3
 
 def baseline_path(root, name):
     """<root>/.redbutton/baselines/<name>.json, after validating name."""
-    validate_release_id(name, what='baseline')
+    validate_baseline_name(name)
     return os.path.join(state_dir(root), BASELINE_DIR, name + '.json')
 
 
@@ -151,7 +151,7 @@ class Baseline(object):
         indented form would be serialised by the pure-Python encoder, several times
         slower than the C one (a quarter of the capture time). Read it with jq."""
         text = json.dumps(document, sort_keys=True, separators=(',', ':')) + '\n'
-        atomic_write_bytes(path, text.encode('utf-8'), mode=FILE_MODE)
+        atomic_write_bytes(path, text.encode('utf-8'), mode=FILE_MODE, label='baseline')
 
     def load(self):
         """The stored baseline; a clear error when it does not exist."""

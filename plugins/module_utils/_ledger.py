@@ -14,7 +14,6 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import copy
 import json
 import os
 
@@ -156,16 +155,20 @@ class Ledger(object):
             del events[:len(events) - MAX_EVENTS]
         return seq
 
-    def add(self, release_id, checksum, source, actor=None, reason=None, metadata=None):
-        """Record a freshly staged release (or a forced re-stage of an existing id)."""
+    def add(self, release_id, checksum, source, actor=None, reason=None, metadata=None, content=None):
+        """Record a freshly staged release (or a forced re-stage of an existing id).
+
+        ``checksum`` is the sha256 of the artifact's bytes (of the tree for a directory), ``content``
+        the digest of what the release holds (see _archive.ContentDigest): its identity."""
         now = self.now()
         old = self.get(release_id)
         seq = self.event('restaged' if old else 'staged', release_id, actor=actor, reason=reason,
-                         status='staged', checksum=checksum)
+                         status='staged', checksum=checksum, content=content or checksum)
         entry = {
             'id': release_id,
             'status': 'staged',
             'checksum': checksum,
+            'content': content or checksum,
             'source': source,
             'created_at': now,
             'updated_at': now,
@@ -231,9 +234,6 @@ class Ledger(object):
         entry = self.releases.pop(release_id, None)
         if entry is not None:
             self.event(event, release_id, actor=actor, reason=reason, status=entry.get('status'))
-
-    def snapshot(self):
-        return copy.deepcopy(self.data)
 
     def save(self):
         """Write the ledger atomically, only when it changed."""

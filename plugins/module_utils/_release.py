@@ -23,15 +23,18 @@ import uuid
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._archive import (
     DirectorySource,
-    TarSource,
+    file_checksum,
     normalize_checksum,
     open_source,
     release_id_from_checksum,
-    tree_checksum,
 )
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
+    BASELINE_NAME_RE,
     RedbuttonError,
     _fsync_dir,
+    describe_os_error,
+    fault_point,
+    state_dir,
     validate_release_id,
 )
 from ansible_collections.redbutton.deploy.plugins.module_utils._ledger import (
@@ -45,6 +48,7 @@ SHARED_DIR = 'shared'
 CURRENT_LINK = 'current'
 STAGING_PREFIX = '.staging-'
 TRASH_PREFIX = '.trash-'
+BASELINES_DIR = 'baselines'  # under .redbutton (see _baseline.BASELINE_DIR)
 # last_switch reasons that mean "this switch undid a release" (see the `once` option).
 ROLLBACK_REASONS = ('rollback', 'auto_rollback')
 
@@ -73,6 +77,8 @@ RELEASE_ARGUMENT_SPEC = dict(
     _probe=dict(type='bool', default=False),
     _checksum_of=dict(type='str', choices=['archive', 'tree'], default='archive'),
     _source=dict(type='str'),
+    _content=dict(type='str'),
+    _controller=dict(type='dict'),
 )
 
 
@@ -116,11 +122,29 @@ def read_current(root):
     return tail if head == RELEASES_DIR else None
 
 
-def remove_tree(root, path, release_id):
-    """Remove a release directory: rename it aside first so it disappears atomically."""
+class step(object):
+    """Context manager: an OSError inside becomes a RedbuttonError naming the step, the path
+    and what to do (free space, fix permissions), instead of a raw errno on a temporary name."""
+
+    def __init__(self, name, path):
+        self.name = name
+        self.path = path
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, trace):
+        if exc is not None and isinstance(exc, (IOError, OSError)):
+            raise RedbuttonError(describe_os_error(self.name, self.path, exc))
+        return False
+
+
+def move_aside(root, path, release_id):
+    """Rename a release directory to a .trash- name (atomic: it is gone from releases/<id>)."""
     aside = os.path.join(releases_dir(root), '%s%s-%s' % (TRASH_PREFIX, release_id, uuid.uuid4().hex[:8]))
+    fault_point('remove', path)
     os.rename(path, aside)
-    shutil.rmtree(aside)
+    return aside
 
 
 def release_view(root, ledger, current):
@@ -152,13 +176,15 @@ class ReleaseManager(object):
         self.would_vanish = set()
         self.current = None
         self.source = None
-        self.content_checksum = None
         self.pruned = []
         self.locked = False
         self.lock_before = None
         self.lock_changed = False
         self.checksum_given = None
         self.verify_while_extracting = False
+        self.archive_checksum = None  # sha256 of the artifact's bytes (the fast path)
+        self.content = None  # content digest of src, once known
+        self.deferred_id = False  # no id given and src must be read to derive it
 
     # helpers -----------------------------------------------------------------------------
     def present(self, release_id):
@@ -168,7 +194,8 @@ class ReleaseManager(object):
 
     def _save(self):
         if not self.check_mode and self.ledger.dirty:
-            self.ledger.save()
+            with step('writing the ledger', self.ledger.path):
+                self.ledger.save()
 
     # the engine's entry points (plugins/module_utils/_transition.py keeps one manager per call)
     def open(self):
@@ -214,26 +241,52 @@ class ReleaseManager(object):
             state = 'staged'
         return state
 
-    def _compute_content_checksum(self):
-        """The content checksum of src (verified against checksum when given), or the given one."""
+    def _identify(self):
+        """What is known about src before reading its members: the checksum of its bytes, and
+        its content digest when that is cheap (a directory, a controller-computed digest, or a
+        ledger entry recorded with the same bytes: the fast path, no member is read)."""
+        p = self.params
+        given = self.checksum_given
+        self.content = normalize_checksum(p.get('_content'), what='_content')
         if self.source is None:
-            return self.checksum_given
-        if isinstance(self.source, DirectorySource):
-            actual = self.source.checksum()
-        elif self.params.get('_checksum_of') == 'tree':
-            return self.checksum_given  # verified against the extracted tree while staging
-        elif self.checksum_given and self.params.get('_source') and isinstance(self.source, TarSource):
+            self.archive_checksum = given
+            if p.get('_checksum_of') == 'tree':
+                self.content = given
+        elif isinstance(self.source, DirectorySource):
+            self.content = self.archive_checksum = self.source.checksum()
+            if given and self.content != given:
+                raise RedbuttonError(
+                    'checksum mismatch for src %s: expected %s, got %s; nothing was extracted. Check that the '
+                    'artifact is the one you meant, or fix checksum' % (p['src'], given, self.content))
+        elif p.get('_checksum_of') == 'tree':
+            self.content = self.archive_checksum = given  # verified against the extracted tree while staging
+        elif given and p.get('_source'):
             # Uploaded by the action plugin, which hashed it on the controller: verified on the fly
             # while extracting (one pass over the archive), before the release gets its real name.
             self.verify_while_extracting = True
-            return self.checksum_given
+            self.archive_checksum = given
         else:
-            actual = self.source.checksum()
-        if self.checksum_given and actual != self.checksum_given:
-            raise RedbuttonError(
-                'checksum mismatch for src %s: expected %s, got %s; nothing was extracted. Check that the '
-                'artifact is the one you meant, or fix checksum' % (self.params['src'], self.checksum_given, actual))
-        return actual
+            self.archive_checksum = file_checksum(p['src'])
+            if given and self.archive_checksum != given:
+                raise RedbuttonError(
+                    'checksum mismatch for src %s: expected %s, got %s; nothing was extracted. Check that the '
+                    'artifact is the one you meant, or fix checksum' % (p['src'], given, self.archive_checksum))
+        if self.content is None and self.archive_checksum:
+            entry = self._entry_with_bytes(p.get('release'))
+            if entry is not None:
+                self.content = entry.get('content')  # None for entries recorded before content was
+
+    def _entry_with_bytes(self, requested):
+        """The ledger entry recorded with exactly these artifact bytes (the named release's, or any)."""
+        if requested == 'previous':
+            return None
+        if requested:
+            entry = self.ledger.get(requested)
+            return entry if entry and entry.get('checksum') == self.archive_checksum else None
+        for entry in self.ledger.ordered():
+            if entry.get('checksum') == self.archive_checksum:
+                return entry
+        return None
 
     def _resolve_id(self, state):
         requested = self.params.get('release')
@@ -242,18 +295,27 @@ class ReleaseManager(object):
         if requested == 'previous':
             target = self.ledger.previous(self.current, present=self.present)
             if target is None:
-                raise RedbuttonError(
-                    'release: previous has no target in %s: no release other than the current one (%s) was '
-                    'active before and is not failed or rolled_back. Releases: %s'
-                    % (self.root, self.current, self.ledger.describe()))
+                raise RedbuttonError(self._nothing_to_roll_back())
             return target
         if requested:
             return requested
-        if self.content_checksum:
-            return release_id_from_checksum(self.content_checksum)
+        if self.content:
+            return release_id_from_checksum(self.content)
+        if self.source is not None or (self.params.get('_probe') and self.archive_checksum):
+            self.deferred_id = True  # derived from the content digest, read while staging
+            return None
         if state is not None or self.params.get('status') or self.params.get('metadata'):
             raise RedbuttonError('release is required: give a release id, "previous", or src to derive the id from its checksum')
         return None
+
+    def _nothing_to_roll_back(self):
+        releases = self.ledger.describe()
+        if self.current:
+            return ('nothing to roll back to in %s: %s (current) is the only release that has been active and is not '
+                    'failed or rolled_back, with its directory present. Releases: %s. Name the release to activate '
+                    'instead of "previous", or roll out a new one' % (self.root, self.current, releases))
+        return ('nothing to roll back to in %s: no release is current and none has been active. Releases: %s. '
+                'Roll out a release first' % (self.root, releases))
 
     def _already_rolled_back(self):
         """Whether the last switch was a rollback (manual or automatic) to the release that is
@@ -267,7 +329,8 @@ class ReleaseManager(object):
         try:
             return self._run()
         except (IOError, OSError) as exc:
-            raise RedbuttonError('release operation in %s failed: %s; the ledger records only completed steps' % (self.root, exc))
+            raise RedbuttonError(describe_os_error('release operation in %s' % self.root, self.root, exc)
+                                 + '; the ledger records only completed steps')
 
     def _run(self):
         self._validate_params()
@@ -279,26 +342,31 @@ class ReleaseManager(object):
         if self.ledger.current != self.current:
             self.ledger.sync_current(self.current)
         state = self._state()
-        self.content_checksum = self._compute_content_checksum()
+        self._identify()
         release_id = self._resolve_id(state)
         entry = self.ledger.get(release_id) if release_id else None
-        up_to_date = bool(
-            release_id and entry and current_before == release_id and entry.get('status') == 'ok'
-            and (self.content_checksum is None or self.content_checksum == entry.get('checksum')))
+        was_ok = bool(release_id and entry and current_before == release_id and entry.get('status') == 'ok')
 
-        if state in ('staged', 'active') and self.source is None and self._staging_plan(release_id) != 'noop':
+        plan = None
+        if state in ('staged', 'active') and self.source is None and (
+                self.deferred_id or self._staging_plan(release_id) != 'noop'):
+            plan = 'new' if self.deferred_id else self._staging_plan(release_id)
             if self.params.get('_probe') and not self.check_mode:
-                return {'changed': False, 'needs_src': True, 'release': release_id, 'checksum': self.content_checksum,
-                        'current': current_before, 'current_before': current_before}
-            if not self.check_mode or not self.content_checksum:
+                # needs_content: the id is staged from other bytes; the content digest (computed where
+                # src is) decides between a no-op and a refusal, without an upload.
+                return {'changed': False, 'needs_src': True, 'needs_content': plan == 'unknown', 'release': release_id,
+                        'checksum': self.archive_checksum, 'current': current_before, 'current_before': current_before}
+            if not self.check_mode or not self.content:
                 raise RedbuttonError(
                     'release %s is not staged in %s and no src was given: give src (an archive or directory) to '
                     'stage it' % (release_id, releases_dir(self.root)))
 
         self._acquire_lock()
         try:
-            self._act(state, release_id)
+            release_id = self._act(state, release_id)
             self._save()
+            entry = self.ledger.get(release_id) if release_id else None
+            up_to_date = bool(was_ok and entry and (self.content is None or self.content == self._content_of(entry)))
             self._release_lock(up_to_date)
         except Exception:
             if self.params.get('unlock') and self.lock is not None and not self.check_mode:
@@ -311,9 +379,15 @@ class ReleaseManager(object):
             self.changed = True
         return self._result(release_id, current_before, up_to_date, before)
 
+    @staticmethod
+    def _content_of(entry):
+        """The content digest of a ledger entry (entries written before it was recorded: the checksum)."""
+        return entry.get('content') or entry.get('checksum')
+
     def _act(self, state, release_id):
+        """Do the call's work; returns the release id (derived while staging when none was given)."""
         if state in ('staged', 'active'):
-            self._stage(release_id)
+            release_id = self._stage(release_id)
         if state == 'active':
             self._activate(release_id)
         elif state == 'absent':
@@ -331,19 +405,28 @@ class ReleaseManager(object):
         if self.params.get('keep') is not None:
             self._save()
             self._prune(self.params['keep'], release_id)
+        return release_id
 
     # staging -----------------------------------------------------------------------------
     def _staging_plan(self, release_id):
-        """'noop' (identical content staged), 'new' or 'replace'; refusals raise here, before
-        anything is uploaded or written."""
+        """'noop' (the same content staged), 'new', 'replace' or 'unknown' (staged, and only reading
+        src tells whether its content is the same); refusals raise here, before anything is written."""
         entry = self.ledger.get(release_id)
         present = self.present(release_id)
-        known = entry.get('checksum') if entry else None
-        if entry and self.content_checksum and known != self.content_checksum:
+        if entry and self.content is None and self.archive_checksum and entry.get('checksum') != self.archive_checksum:
+            if self.source is not None or self.params.get('_probe'):
+                return 'unknown'
+            known = entry.get('checksum')
+            raise RedbuttonError(
+                'release %s is already staged with checksum %s, but checksum %s was given without src. Give src, so '
+                'that its content can be compared, or use a new release id' % (release_id, known, self.archive_checksum))
+        known = self._content_of(entry) if entry else None
+        if entry and self.content and known != self.content:
             if not self.params.get('force'):
                 raise RedbuttonError(
-                    'release %s is already staged with content %s, but src has content %s. Releases are '
-                    'immutable: use a new release id, or force: true to replace it' % (release_id, known, self.content_checksum))
+                    'release %s is already staged with content %s (artifact %s), but src has content %s (artifact %s). '
+                    'Releases are immutable: use a new release id, or force: true to replace it'
+                    % (release_id, known, entry.get('checksum'), self.content, self.archive_checksum or self.content))
             if release_id == self.current:
                 raise RedbuttonError(
                     'refusing to replace release %s with different content while it is current, even with force: '
@@ -362,60 +445,115 @@ class ReleaseManager(object):
         return 'new'
 
     def _stage(self, release_id):
-        plan = self._staging_plan(release_id)
+        """Stage src as release_id (None: derived from the content). Returns the release id."""
+        staging = None
+        plan = None if self.deferred_id else self._staging_plan(release_id)
         if plan == 'noop':
-            return False
-        present = plan == 'replace'
-        if self.check_mode:
-            if self.source is not None:
-                self.source.validate()
-            checksum = self.content_checksum
-        else:
-            checksum = self._extract(release_id, present)
+            return release_id
+        if self.content is None and self.source is not None:
+            if self.check_mode or (plan == 'unknown' and not self.params.get('force')):
+                # Read without writing: the same content is a no-op, other content is refused.
+                self.content = self.source.scan(checksum=self._checksum_to_verify())
+            else:
+                staging, self.content = self._extract_to_staging(release_id)
+            if self.deferred_id:
+                release_id = release_id_from_checksum(self.content)
+                self.deferred_id = False
+            try:
+                plan = self._staging_plan(release_id)
+            except BaseException:
+                self._discard(staging)
+                raise
+            if plan == 'noop':
+                self._discard(staging)
+                return release_id
+        elif self.check_mode and self.source is not None:
+            self.source.validate()
+        aside = None
+        if not self.check_mode:
+            if staging is None:
+                staging, dummy = self._extract_to_staging(release_id)
+            aside = self._install(staging, release_id, plan == 'replace')
         source = self.params.get('_source') or self.params.get('src')
-        self.ledger.add(release_id, checksum, source, actor=self._actor(), reason=self._reason())
+        self.ledger.add(release_id, self.archive_checksum or self.content, source, actor=self._actor(),
+                        reason=self._reason(), content=self.content)
+        try:
+            self._save()
+        except BaseException:
+            # The ledger does not know the new tree: take it back out (and the replaced one back in).
+            if not self.check_mode:
+                shutil.rmtree(move_aside(self.root, release_path(self.root, release_id), release_id), ignore_errors=True)
+                if aside is not None:
+                    os.rename(aside, release_path(self.root, release_id))
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
         self.would_exist.add(release_id)
         self.created = True
         self.changed = True
-        self._save()
-        return True
+        return release_id
 
-    def _extract(self, release_id, replace):
+    def _checksum_to_verify(self):
+        return self.checksum_given if self.verify_while_extracting else None
+
+    @staticmethod
+    def _discard(staging):
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _extract_to_staging(self, release_id):
+        """Extract src into a new staging directory under releases/; returns (staging, content).
+        On any error the staging directory is removed before the error is raised."""
         base = releases_dir(self.root)
-        if not os.path.isdir(base):
-            os.makedirs(base, mode=0o755)
-        final = release_path(self.root, release_id)
-        staging = tempfile.mkdtemp(prefix='%s%s-' % (STAGING_PREFIX, release_id), dir=base)
+        with step('creating the releases directory', base):
+            if not os.path.isdir(base):
+                fault_point('staging', base)
+                os.makedirs(base, mode=0o755)
+            fault_point('staging', base)
+            staging = tempfile.mkdtemp(prefix='%s%s-' % (STAGING_PREFIX, release_id or 'new'), dir=base)
         try:
-            if self.verify_while_extracting:
-                self.source.extract(staging, checksum=self.checksum_given)
-            else:
-                self.source.extract(staging)
-            checksum = self.content_checksum
-            if self.params.get('_checksum_of') == 'tree' and not isinstance(self.source, DirectorySource):
-                checksum = tree_checksum(staging)
-                if self.checksum_given and checksum != self.checksum_given:
-                    raise RedbuttonError(
-                        'checksum mismatch for src %s: expected tree %s, got %s; nothing was staged'
-                        % (self.params.get('_source') or self.params['src'], self.checksum_given, checksum))
-            self._link_shared(staging, release_id)
-            os.chmod(staging, 0o755)
-            if replace:
-                aside = os.path.join(base, '%s%s-%s' % (TRASH_PREFIX, release_id, uuid.uuid4().hex[:8]))
-                os.rename(final, aside)
-                try:
+            verify = self._checksum_to_verify()
+            with step('staging the artifact %s' % (self.params.get('_source') or self.params['src']), staging):
+                if verify is None:
+                    content = self.source.extract(staging) or self.content
+                else:
+                    content = self.source.extract(staging, checksum=verify) or self.content
+            if self.content is not None and content != self.content:
+                raise RedbuttonError(
+                    'checksum mismatch for src %s: expected content %s, got %s; nothing was staged'
+                    % (self.params.get('_source') or self.params['src'], self.content, content))
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return staging, content
+
+    def _install(self, staging, release_id, replace):
+        """Link the shared paths into the staged tree and rename it to releases/<id>. Returns the
+        replaced tree, moved aside (the caller removes it once the ledger is saved), or None."""
+        base = releases_dir(self.root)
+        final = release_path(self.root, release_id)
+        try:
+            with step('linking shared paths into release %s' % release_id, os.path.join(self.root, SHARED_DIR)):
+                self._link_shared(staging, release_id)
+            with step('moving the staged release into place', final):
+                os.chmod(staging, 0o755)
+                fault_point('release', final)
+                if replace:
+                    aside = os.path.join(base, '%s%s-%s' % (TRASH_PREFIX, release_id, uuid.uuid4().hex[:8]))
+                    os.rename(final, aside)
+                    try:
+                        os.rename(staging, final)
+                    except OSError:
+                        os.rename(aside, final)
+                        raise
+                else:
+                    aside = None
                     os.rename(staging, final)
-                except OSError:
-                    os.rename(aside, final)
-                    raise
-                shutil.rmtree(aside, ignore_errors=True)
-            else:
-                os.rename(staging, final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         _fsync_dir(base)
-        return checksum
+        return aside
 
     def _link_shared(self, staging, release_id):
         """Replace each shared path of the release with a relative link into <root>/shared."""
@@ -432,6 +570,7 @@ class ReleaseManager(object):
             if not os.path.lexists(shared):
                 if not os.path.isdir(os.path.dirname(shared)):
                     os.makedirs(os.path.dirname(shared), mode=0o755)
+                fault_point('shared', shared)
                 if os.path.lexists(inside) and not os.path.islink(inside):
                     shutil.move(inside, shared)  # seed shared/ from the artifact, once
                 else:
@@ -445,6 +584,7 @@ class ReleaseManager(object):
             if not os.path.isdir(parent):
                 os.makedirs(parent, mode=0o755)
             final_parent = os.path.join(release_path(self.root, release_id), *parts[:-1])
+            fault_point('shared', inside)
             os.symlink(os.path.relpath(shared, final_parent), inside)
 
     # switching ---------------------------------------------------------------------------
@@ -462,18 +602,37 @@ class ReleaseManager(object):
                 'or use force: true if you are sure' % release_id)
         old = self.current
         if not self.check_mode:
-            self._switch(release_id)
+            with step('switching current to release %s' % release_id, os.path.join(self.root, CURRENT_LINK)):
+                self._switch(release_id)
         self.ledger.activate(release_id, old, actor=self._actor(), reason=self._reason())
         if old and self.params.get('previous_status') and self.ledger.get(old) is not None:
             self.ledger.set_status(old, self.params['previous_status'], actor=self._actor(), reason=self._reason())
+        try:
+            self._save()
+        except BaseException:
+            if not self.check_mode:
+                self._switch_back(old)
+            raise
         self.current = release_id
         self.changed = True
-        self._save()
         return True
+
+    def _switch_back(self, old):
+        """The ledger could not record a switch: point current back where the ledger says it is."""
+        link = os.path.join(self.root, CURRENT_LINK)
+        try:
+            if old:
+                self._switch(old)
+            else:
+                os.unlink(link)
+        except (OSError, RedbuttonError) as exc:
+            self.warn('could not switch %s back to %s after the ledger write failed (%s); the symlink is '
+                      'the truth: the next run records what it points to' % (link, old or 'nothing', exc))
 
     def _switch(self, release_id):
         link = os.path.join(self.root, CURRENT_LINK)
         tmp = os.path.join(self.root, '%s.tmp-%s' % (CURRENT_LINK, uuid.uuid4().hex[:12]))
+        fault_point('current', link)
         os.symlink(os.path.join(RELEASES_DIR, release_id), tmp)
         try:
             os.replace(tmp, link)
@@ -502,13 +661,46 @@ class ReleaseManager(object):
         return True
 
     def _remove(self, release_id, present, event='removed'):
+        """Move the release aside, record its removal, then delete it: a failure at any point
+        leaves the release and its ledger entry together (both there, or both gone)."""
+        path = release_path(self.root, release_id)
+        aside = None
         if present and not self.check_mode:
-            remove_tree(self.root, release_path(self.root, release_id), release_id)
+            with step('removing release %s' % release_id, path):
+                aside = move_aside(self.root, path, release_id)
+        baseline = ((self.ledger.get(release_id) or {}).get('metadata') or {}).get('baseline')
+        self.ledger.remove(release_id, actor=self._actor(), reason=self._reason(), event=event)
+        try:
+            self._save()
+        except BaseException:
+            if aside is not None:
+                os.rename(aside, path)
+            raise
+        if aside is not None:
+            shutil.rmtree(aside, ignore_errors=True)
         self.would_vanish.add(release_id)
         self.would_exist.discard(release_id)
-        self.ledger.remove(release_id, actor=self._actor(), reason=self._reason(), event=event)
         self.changed = True
-        self._save()
+        if not self.check_mode:
+            self._remove_baselines(release_id, baseline)
+
+    def _remove_baselines(self, release_id, named=None):
+        """Remove the baselines that belong to a removed release: before-<id>, and the one its
+        ledger entry named (metadata.baseline). Nothing else under baselines/ is touched. A
+        failure here is a warning: the release is gone, a leftover baseline harms nothing."""
+        names = set(['before-' + release_id])
+        if isinstance(named, str) and BASELINE_NAME_RE.match(named):
+            names.add(named)
+        directory = os.path.join(state_dir(self.root), BASELINES_DIR)
+        for name in sorted(names):
+            path = os.path.join(directory, name + '.json')
+            if not os.path.lexists(path):
+                continue
+            try:
+                fault_point('baseline', path)
+                os.unlink(path)
+            except OSError as exc:
+                self.warn(describe_os_error('removing baseline %s of the removed release %s' % (name, release_id), path, exc))
 
     def _prune(self, keep, release_id):
         """Keep the `keep` most recent releases; never current, previous or this call's release."""
@@ -527,9 +719,10 @@ class ReleaseManager(object):
         if not owner:
             return
         self.lock = DeployLock(self.root, warn=self.warn)
-        changed, dummy, before = self.lock.acquire(
-            owner, ttl=self.params.get('lock_ttl') or DEFAULT_TTL, timeout=self.params.get('lock_timeout') or 0,
-            check_mode=self.check_mode)
+        with step('taking the deploy lock', self.lock.path):
+            changed, dummy, before = self.lock.acquire(
+                owner, ttl=self.params.get('lock_ttl') or DEFAULT_TTL, timeout=self.params.get('lock_timeout') or 0,
+                check_mode=self.check_mode, controller=self.params.get('_controller'))
         self.lock_before = before
         self.locked = True
         self.lock_changed = changed
@@ -540,7 +733,8 @@ class ReleaseManager(object):
         if self.lock is None:
             return
         if self.params.get('unlock') or (self.params.get('unlock_if_current') and up_to_date):
-            self.lock.release(self.params['lock_owner'], check_mode=self.check_mode)
+            with step('releasing the deploy lock', self.lock.path):
+                self.lock.release(self.params['lock_owner'], check_mode=self.check_mode)
             self.locked = False
             self.lock_changed = self.lock_before is not None
         self.changed = self.changed or self.lock_changed
@@ -556,7 +750,8 @@ class ReleaseManager(object):
             'current_before': current_before,
             'previous': self.ledger.previous(self.current, present=self.present),
             'status': entry.get('status') if entry else None,
-            'checksum': entry.get('checksum') if entry else self.content_checksum,
+            'checksum': entry.get('checksum') if entry else self.archive_checksum or self.content,
+            'content': self._content_of(entry) if entry else self.content,
             'created': self.created,
             'up_to_date': up_to_date,
             'locked': self.locked,

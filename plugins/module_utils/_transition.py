@@ -104,7 +104,8 @@ CHECK_SPEC = dict(
     timeout=dict(type='int'),
 )
 
-_STAGE_KEYS = ('src', 'remote_src', 'checksum', 'shared_paths', 'metadata', 'force', '_probe', '_checksum_of', '_source')
+_STAGE_KEYS = ('src', 'remote_src', 'checksum', 'shared_paths', 'metadata', 'force', '_probe', '_checksum_of', '_source',
+               '_content', '_controller')
 TRANSITION_ARGUMENT_SPEC = dict(
     direction=dict(type='str', required=True, choices=list(DIRECTIONS)),
     steps=dict(type='list', elements='str', choices=list(STEPS)),
@@ -402,8 +403,14 @@ class Transition(object):
         return ((step == 'migrate' and not self.migrations) or (step == 'restart' and self.service['manager'] == 'none')
                 or (step == 'verify' and not self.checks) or (step == 'compare' and (not self.p['baseline'] or self.direction == 'rollout')))
 
+    def _heartbeat(self):
+        """Each step tells the lock this run is alive (a lock whose heartbeat stopped can be taken over)."""
+        if self.locked and self.lock is not None and not self.check_mode:
+            self.lock.refresh(self.p['lock_owner'])
+
     def _run_step(self, step):
         self._kill_point('before', step)
+        self._heartbeat()
         started = time.time()
         entry = {'name': step, 'outcome': 'ok', 'seconds': 0.0, 'msg': ''}
         self.steps.append(entry)
@@ -485,7 +492,8 @@ class Transition(object):
             return
         self.lock = DeployLock(self.root, warn=self.host.warn)
         changed, dummy, before = self.lock.acquire(owner, ttl=self.p.get('lock_ttl') or DEFAULT_TTL,
-                                                   timeout=self.p.get('lock_timeout') or 0, check_mode=self.check_mode)
+                                                   timeout=self.p.get('lock_timeout') or 0, check_mode=self.check_mode,
+                                                   controller=self.p.get('_controller'))
         self.lock_fresh = before is None or before.get('owner') != owner
         self.locked = True
 

@@ -12,14 +12,18 @@ module: lock
 short_description: Acquire or release the deploy lock of an application root
 description:
   - Manages C(<root>/.redbutton/lock), a JSON record of who is deploying now
-    (C(owner), C(host), C(pid), C(acquired_at), C(ttl), C(expires_at)).
+    (C(owner), C(host), C(pid), C(acquired_at), C(ttl), C(expires_at), C(heartbeat), and C(controller),
+    the run that holds it - host, pid and start time of its ansible-playbook process - when the
+    caller knows it, as the release action plugin does).
   - The lock is created exclusively and atomically (a complete temporary file is hard-linked to the
     lock path, which fails when the lock exists, like C(O_EXCL); file systems without hard links
     fall back to C(O_EXCL)).
   - The same O(owner) acquiring again re-enters the lock and refreshes its expiry; that is not a
     change (RV(ignore:changed=false)). Another owner waits up to O(timeout) seconds (polling every
     0.2 s) and then fails with a message naming the holder (owner, host, pid, since when).
-  - A lock past its TTL is taken over, with a warning naming the previous holder.
+  - A lock past its TTL is taken over, with a warning naming the previous holder; so is a lock whose
+    C(controller) is this host and whose process is gone. A live holder is refused with a message that
+    names it and the command that takes the lock over.
   - Releasing is idempotent - no lock means no change. Releasing another owner's lock fails unless
     O(force=true).
 extends_documentation_fragment:

@@ -24,9 +24,17 @@ description:
     hardlink that would resolve outside the release, a member whose path passes through a symlink
     of the same artifact, a member that appears twice, device files, fifos and sockets. On any
     error the staging directory is removed, nothing is activated and the ledger is unchanged.
-  - Releases are immutable. Staging an id that is already staged with the same content checksum is
-    a no-op (nothing is extracted or uploaded); with different content it fails unless O(force=true),
-    and never replaces the current release.
+  - Every archive is read to the end of its stream before anything is kept - a damaged member, a
+    damaged tar header (which other tools take for the end of the archive), damaged compressed data,
+    a missing or wrong gzip, bzip2 or xz trailer, a truncated zip or a zip CRC error refuses the release
+    with an error naming the artifact and the offset or member, and nothing is left staged.
+  - Releases are immutable, and identified by their content. The ledger records for each release the
+    sha256 of the artifact's bytes (C(checksum)) and the digest of its content (C(content) - sorted
+    relative paths with their type, file modes, file sha256s and symlink targets; not times, owners or
+    compression). Staging an id again with the same content is a no-op, even from an archive rebuilt
+    with other bytes (a new gzip time stamp). An artifact with the recorded bytes is recognised
+    without reading its members (nothing is extracted or uploaded). Different content fails unless
+    O(force=true), and never replaces the current release.
   - C(state=active) switches C(<root>/current) atomically (a new relative symlink under a temporary
     name, then rename(2) over C(current)). With O(src) it stages first, in the same call.
   - C(state=absent) and O(keep) never remove the current release, the rollback target
@@ -38,7 +46,8 @@ description:
     releases it afterwards, so a rollout step costs one task.
   - When O(src) is on the controller (O(remote_src=false)), the action plugin computes its checksum
     there and asks the host first; the archive is uploaded only when the host does not already have
-    that content staged, and the host verifies the checksum while extracting. With a C(local)
+    those bytes (or, for a directory, that content) staged, and the host verifies the checksum and
+    computes the content digest while extracting. With a C(local)
     connection and no become, the module reads the controller path itself in a single call.
   - A tar archive is decompressed once. Regular files and directories are written into the staging
     directory as they are read (no link exists there meanwhile), and symlinks and hardlinks are
@@ -56,15 +65,16 @@ options:
       - The release id, matching C([A-Za-z0-9][A-Za-z0-9._+-]{0,127}), or C(previous) for the rollback
         target read from the ledger (the most recently activated release other than the current one
         that is still present and not C(failed) or C(rolled_back); never by directory mtime or name).
-      - When omitted and O(src) or O(checksum) is given, the id is C(sha256-) followed by the first 12
-        hex digits of the content checksum, so every host and every batch agrees on it.
+      - When omitted and O(src) is given, the id is C(sha256-) followed by the first 12 hex digits of
+        the content digest, so every host and every batch agrees on it, and an archive rebuilt from the
+        same files gets the same id.
     type: str
   src:
     description:
       - The artifact to stage, a tar or zip archive or a directory.
       - On the controller by default (found like M(ansible.builtin.copy) finds files); on the target
         host with O(remote_src=true).
-      - A controller directory is packed into a temporary tar for the upload; its checksum is the tree
+      - A controller directory is packed into a temporary tar for the upload; its checksum is its content
         digest.
     type: str
   remote_src:
@@ -74,9 +84,9 @@ options:
     default: false
   checksum:
     description:
-      - Expected content checksum as C(sha256:<hex>). For an archive it is the sha256 of the file,
-        verified before anything is extracted; for a directory it is the tree digest (sorted relative
-        paths with their type, owner execute bit, file sha256s and symlink targets).
+      - Expected checksum as C(sha256:<hex>). For an archive it is the sha256 of the file, verified
+        before the release gets its name; for a directory it is the content digest (sorted relative
+        paths with their type, file modes, file sha256s and symlink targets).
       - A mismatch is an error that names the expected and the actual checksum.
     type: str
   shared_paths:
@@ -201,6 +211,17 @@ options:
     description:
       - Internal, set by the action plugin; do not set it. The controller path recorded as the release's source.
     type: str
+  _controller:
+    description:
+      - Internal, set by the action plugin when O(lock_owner) is set; do not set it. The run taking the
+        lock (C(host), C(pid) and C(started) of the ansible-playbook process), recorded in the lock so
+        that a later run from the same controller can tell a dead holder from a live one.
+    type: dict
+  _content:
+    description:
+      - Internal, set by the action plugin in check mode; do not set it. The content digest of the
+        controller artifact.
+    type: str
 notes:
   - The ledger keeps at most 500 events; the oldest are dropped first. Releases keep their own
     status and timestamps whatever the event history holds.
@@ -307,10 +328,15 @@ status:
   type: str
   sample: active
 checksum:
-  description: The content checksum of O(release).
+  description: The sha256 of the artifact O(release) was staged from (of its content, for a directory).
   returned: always
   type: str
   sample: sha256:3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a
+content:
+  description: The content digest of O(release), its identity (see the description).
+  returned: always
+  type: str
+  sample: sha256:0a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f9
 created:
   description: Whether the release was extracted in this call (would be, in check mode).
   returned: always

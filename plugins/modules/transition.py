@@ -279,6 +279,12 @@ options:
   _source:
     description: Internal, set by the action plugin.
     type: str
+  _content:
+    description: Internal, set by the action plugin (the content digest of a controller artifact).
+    type: str
+  _controller:
+    description: Internal, set by the action plugin (the ansible-playbook process holding the lock, for lock liveness).
+    type: dict
 author:
   - redbutton.deploy developers (@redbutton)
 seealso:

@@ -122,7 +122,7 @@ def test_rollback_without_a_previous_release_changes_nothing(site):
     site.rollout('v1')
     before = site.ledger_bytes()
     run = site.rollback(rc=2)
-    assert 'release: previous has no target' in run.output
+    assert 'nothing to roll back to' in run.output and 'v1 (current) is the only release' in run.output
     assert 'current was not changed' in run.output
     assert site.ledger_bytes() == before
     site.assert_state('v1', {'v1': 'ok'})

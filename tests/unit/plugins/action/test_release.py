@@ -11,8 +11,12 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import gzip
+import io
+import json
 import os
 import shutil
+import tarfile
 import tempfile
 from unittest import mock
 
@@ -214,7 +218,7 @@ def test_rerun_does_not_read_the_archive_members_again(tmp_path, host, monkeypat
         raise AssertionError('members listed on the fast path')
 
     monkeypatch.setattr(_archive.TarSource, 'members', no_listing)
-    monkeypatch.setattr(_archive.TarSource, '_members_of', no_listing)
+    monkeypatch.setattr(_archive.TarSource, '_walk', no_listing)
     result = run_action(host, args)
     assert not result.get('failed') and not result['changed'] and len(host.transfers) == 1
 
@@ -293,3 +297,45 @@ def test_local_connection_with_become_still_uploads(tmp_path, host):
     src = make_tar(tmp_path / 'v1.tar', [('file', 'VERSION', 'v1')])
     result = run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=src), transport='local', become=object())
     assert result['created'] and host.transfers == [src] and host.calls[0]['_probe']
+
+
+def test_a_rebuilt_archive_under_the_same_id_is_a_noop_without_upload(tmp_path, host):
+    tree = make_tree(tmp_path / 'tree', {'VERSION': 'v1', 'bin/run': 'run'})
+
+    def build(name, mtime):
+        raw = io.BytesIO()
+        with tarfile.open(fileobj=raw, mode='w') as tar:
+            tar.add(tree, arcname='.')
+        path = tmp_path / name
+        with open(str(path), 'wb') as handle:
+            with gzip.GzipFile(fileobj=handle, mode='wb', mtime=mtime) as packed:
+                packed.write(raw.getvalue())
+        return str(path)
+
+    first, rebuilt = build('first.tar.gz', 1), build('rebuilt.tar.gz', 2)
+    assert file_checksum(first) != file_checksum(rebuilt)
+    args = dict(root=str(tmp_path / 'app'), release='v1', state='active', lock_owner='run-1', unlock=True)
+    assert run_action(host, dict(args, src=first))['created']
+    result = run_action(host, dict(args, src=rebuilt))
+    assert not result.get('failed'), result
+    assert not result['changed'] and result['current'] == 'v1' and host.transfers == [first]
+    assert result['content'] == tree_checksum(tree) and 'needs_content' not in result
+
+
+def test_the_lock_records_the_controller_run(tmp_path, host):
+    src = make_tar(tmp_path / 'v1.tar', [('file', 'VERSION', 'v1')])
+    run_action(host, dict(root=str(tmp_path / 'app'), release='v1', src=src, state='active', lock_owner='run-1'))
+    holder = json.load(open(str(tmp_path / 'app' / '.redbutton' / 'lock')))
+    assert holder['owner'] == 'run-1' and holder['controller']['pid'] == os.getppid()
+
+
+def test_a_subclass_runs_its_own_module(tmp_path, host):
+    class Other(ActionModule):
+        MODULE = 'redbutton.deploy.other'
+
+    names = []
+    action = make_action(host, dict(root=str(tmp_path / 'app'), release='v1', state='active'))
+    action.__class__ = Other
+    action._execute_module = lambda **kwargs: names.append(kwargs['module_name']) or {'changed': False}
+    action.run(task_vars={})
+    assert names == ['redbutton.deploy.other']

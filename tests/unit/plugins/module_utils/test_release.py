@@ -111,7 +111,7 @@ def test_release_id_derived_from_checksum_is_the_same_everywhere(tmp_path):
     src = version_tar(tmp_path, 'v1')
     one = run(tmp_path / 'host1', src=src, state='staged')
     two = run(tmp_path / 'host2', src=src, state='staged')
-    expected = 'sha256-' + file_checksum(src)[7:19]
+    expected = 'sha256-' + tree_checksum(str(tmp_path / 'host1' / 'releases' / one['release']))[7:19]
     assert one['release'] == two['release'] == expected
     assert (tmp_path / 'host1' / 'releases' / expected / 'VERSION').exists()
 
@@ -652,8 +652,11 @@ def test_probe_does_the_work_when_content_is_already_staged(app, tmp_path):
 
 def test_probe_with_other_content_under_the_same_id_fails(app, tmp_path):
     run(app, release='v1', src=version_tar(tmp_path, 'v1'), state='staged')
+    # Other bytes under the same id: only the content digest can tell, so the probe asks for it.
+    answer = run(app, release='v1', checksum='sha256:' + '2' * 64, state='staged', _probe=True)
+    assert answer['needs_src'] and answer['needs_content'] and not answer['changed']
     with pytest.raises(RedbuttonError, match='immutable'):
-        run(app, release='v1', checksum='sha256:' + '2' * 64, state='staged', _probe=True)
+        run(app, release='v1', checksum='sha256:' + '2' * 64, _content='sha256:' + '3' * 64, state='staged', _probe=True)
 
 
 # release_info ------------------------------------------------------------------------------
