@@ -53,17 +53,6 @@ ROLLED_OUT = ('v2', {'v1': 'ok', 'v2': 'ok'})
 ROLLED_BACK = ('v1', {'v1': 'ok', 'v2': 'rolled_back'})
 
 
-def lock_owner_args(case):
-    """The lock owner of a killed run and of its re-run.
-
-    Until the deploy lock can tell a dead holder from a live one, the killed run's lock (TTL one
-    hour) refuses every other owner, so the re-run re-enters it under the same owner. Once lock
-    liveness is merged (a dead holder's lock is taken over with a warning), this returns [] and every
-    re-run uses its default owner: the test then proves that no manual step is needed.
-    """
-    return ['-e', 'redbutton_lock_owner=crash-%s' % case]
-
-
 class Result(object):
     """One ansible-playbook run: its exit code and output."""
 
@@ -252,12 +241,17 @@ def done_before(steps, point):
     return list(steps[:steps.index(step) + (1 if when == 'after' else 0)])
 
 
+def assert_took_over(crash, rerun):
+    """A lock the killed run left is taken over by the re-run, with a warning naming the dead holder."""
+    if crash.after_kill['locked']:
+        assert 'taking over the deploy lock' in ' '.join(rerun.output.split()), rerun
+
+
 # -- the cases: name -> function(crash) that runs the scenario and asserts --------------------------
 def rollout_at(point):
     def scenario(crash):
         crash.roll_out('v1')
-        owner = lock_owner_args('rollout-' + point.replace(':', '-'))
-        crash.kill_at('rollout', point, *owner, version='v2')
+        crash.kill_at('rollout', point, version='v2')
         killed = crash.after_kill
         if point == 'before:stage':
             assert killed['done'] is None and killed['current'] == 'v1', killed
@@ -265,7 +259,8 @@ def rollout_at(point):
             assert killed['done'] is None and killed['statuses'] == {'v1': 'ok', 'v2': 'ok'}, killed
         else:
             assert killed['done'] == done_before(ROLLOUT_STEPS, point), killed
-        crash.play('rollout', *owner, version='v2')
+        rerun = crash.play('rollout', version='v2')
+        assert_took_over(crash, rerun)
         crash.assert_consistent(ROLLED_OUT, 'rollout killed %s, then run again' % point)
     return scenario
 
@@ -273,14 +268,14 @@ def rollout_at(point):
 def rollback_at(point):
     def scenario(crash):
         crash.roll_out('v1', 'v2')
-        owner = lock_owner_args('rollback-' + point.replace(':', '-'))
-        crash.kill_at('rollback', point, *owner)
+        crash.kill_at('rollback', point)
         killed = crash.after_kill
         if point == 'after:finish':
             assert killed['done'] is None and killed['statuses'] == ROLLED_BACK[1], killed
         else:
             assert killed['done'] == done_before(ROLLBACK_STEPS, point), killed
-        crash.play('rollback', *owner)
+        rerun = crash.play('rollback')
+        assert_took_over(crash, rerun)
         crash.assert_consistent(ROLLED_BACK, 'rollback killed %s, then run again' % point)
     return scenario
 
@@ -289,9 +284,8 @@ def rollout_then_rollback(point):
     """A rollout killed at point, then the other direction: the rollback undoes it."""
     def scenario(crash):
         crash.roll_out('v1')
-        owner = lock_owner_args('other-' + point.replace(':', '-'))
-        crash.kill_at('rollout', point, *owner, version='v2')
-        crash.play('rollback', *owner)
+        crash.kill_at('rollout', point, version='v2')
+        crash.play('rollback')
         site = crash.site
         # The interrupted v2 never proved itself: it ends rolled back (or failed), never active or ok.
         statuses = site.statuses()
@@ -304,9 +298,8 @@ def rollback_then_rollout(point):
     """A rollback killed at point, then a rollout of the release it was undoing."""
     def scenario(crash):
         crash.roll_out('v1', 'v2')
-        owner = lock_owner_args('other-back-' + point.replace(':', '-'))
-        crash.kill_at('rollback', point, *owner)
-        crash.play('rollout', *owner, version='v2')
+        crash.kill_at('rollback', point)
+        crash.play('rollout', version='v2')
         crash.assert_consistent(ROLLED_OUT, 'rollback killed %s, then a rollout of v2' % point)
     return scenario
 
@@ -316,9 +309,8 @@ def rollout_killed_after(seconds, since):
     a moment inside the engine's work, whatever the machine's load makes of ansible-playbook's start-up)."""
     def scenario(crash):
         crash.roll_out('v1')
-        owner = lock_owner_args('clock-%s-%s' % (since, seconds))
-        crash.kill_after(seconds, 'rollout', *owner, version='v2', since=since)
-        crash.play('rollout', *owner, version='v2')
+        crash.kill_after(seconds, 'rollout', version='v2', since=since)
+        crash.play('rollout', version='v2')
         crash.assert_consistent(ROLLED_OUT, 'rollout killed %s s after its %s, then run again' % (seconds, since))
     return scenario
 
@@ -445,8 +437,7 @@ def test_disk_full_during_a_rollout_leaves_old_or_new_and_a_rerun_finishes(small
     site = crash.site
     crash.roll_out('v1')
     filler = fill(site.root, leave_kib * 1024)
-    owner = lock_owner_args('enospc-%d' % leave_kib)
-    failed = crash.play('rollout', *owner, version='v2', rc=None)
+    failed = crash.play('rollout', version='v2', rc=None)
     assert failed.rc != 0 and 'No space left on device' in failed.output, failed
     # Old or new, never half: the ledger reads, current and the ledger agree, the current release is whole.
     ledger = site.ledger()
@@ -459,7 +450,7 @@ def test_disk_full_during_a_rollout_leaves_old_or_new_and_a_rerun_finishes(small
         assert site.statuses()['v1'] == 'ok', crash.state()
     os.unlink(filler)
     crash.after_kill = crash.state()
-    crash.play('rollout', *owner, version='v2')
+    crash.play('rollout', version='v2')
     crash.assert_consistent(ROLLED_OUT, 'a rollout that ran out of space (%d KiB free), then run again' % leave_kib)
 
 
@@ -498,8 +489,6 @@ def test_two_rollouts_at_once_one_proceeds(site, tmp_path):
     assert_one_won(crash, race(crash, tmp_path))
 
 
-@pytest.mark.xfail(strict=True, reason='the deploy lock lets the same owner re-enter from another live run: two runs forced to '
-                                       'one owner both get through until the lock records which run holds it (lock liveness)')
 def test_two_rollouts_forced_to_one_owner_do_not_both_get_through(site, tmp_path):
     crash = Crash(site)
     assert_one_won(crash, race(crash, tmp_path, '-e', 'redbutton_lock_owner=same'))
