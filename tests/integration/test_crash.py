@@ -361,15 +361,23 @@ for _label in ('lock', 'staging', 'extract', 'shared', 'release', 'ledger', 'bas
 for _label in ('lock', 'ledger', 'current'):
     CASES['rollback-disk-full-at-%s' % _label] = full_disk_at('rollback', _label)
 
-# Known engine bugs (described in the findings the lead fixes the engine from): strict, so the test
-# turns red the day the fix lands, and whoever lands it removes the mark.
-KNOWN = {}
+# Known engine bugs (described in the findings the lead fixes the engine from): {case: (strict, reason)}.
+# Strict where the case always reaches the bug, so the test turns red the day the fix lands and whoever
+# lands it removes the mark.
+KNOWN = {
+    'rollback-after-switch-then-rollout': (True, 'crash-findings.md #5: when the stage and the switch are separate calls (hooks '
+                                                 'between them), the superseded rollback is forgotten and its target ends '
+                                                 'rolled_back instead of ok'),
+    # Where a kill 0 s after the lock lands depends on the machine's load: not strict.
+    'rollout-killed-0s-after-lock': (False, 'crash-findings.md #3: a kill between the extraction and the ledger write leaves '
+                                            'releases/v2 unknown to the ledger, and the re-run is refused'),
+}
 
 
 def case_params():
     params = []
     for name in CASES:
-        marks = [pytest.mark.xfail(strict=True, reason=KNOWN[name])] if name in KNOWN else []
+        marks = [pytest.mark.xfail(strict=KNOWN[name][0], reason=KNOWN[name][1])] if name in KNOWN else []
         params.append(pytest.param(name, marks=marks, id=name))
     return params
 
@@ -465,9 +473,7 @@ def fill(path, leave):
     return filler
 
 
-@pytest.mark.parametrize('leave_kib', [0, pytest.param(20, marks=pytest.mark.xfail(strict=True, reason=(
-    'crash-findings.md #3: the ledger write after the extraction fails, releases/v2 stays unknown to the ledger, and the '
-    're-run is refused ("exists but the ledger does not know it")')))])
+@pytest.mark.parametrize('leave_kib', [0, 20])
 def test_disk_full_during_a_rollout_leaves_old_or_new_and_a_rerun_finishes(small_disk, leave_kib):
     """A real full disk (the fault cases above inject the error): 0 KiB free, the first write of the stage
     step fails; 20 KiB, extracting the release fits but recording it in the ledger does not."""
@@ -495,7 +501,7 @@ def race(crash, tmp_path, *extra):
     crash.roll_out('v1')
     # No baseline: the slow command check would also run as a baseline probe (8 s more per run).
     slow = site.vars_file('slow', {'redbutton_baseline': False, 'redbutton_health_checks': crash.vars['redbutton_health_checks'] + [
-        {'name': 'slow', 'command': 'sleep 8'}]})
+        {'name': 'slow', 'command': 'sleep 8', 'timeout': 60}]})
     runs = {}
     for version in ('v2', 'v4'):
         args = crash.args('rollout', version, slow + list(extra))
