@@ -56,6 +56,9 @@ SHARED_DIR = 'shared'
 CURRENT_LINK = 'current'
 STAGING_PREFIX = '.staging-'
 TRASH_PREFIX = '.trash-'
+# releases/.pending-<id>: a staged tree is being moved into place and is not in the ledger yet. A run
+# killed in between leaves it; the next run knows the unrecorded releases/<id> is its own and replaces it.
+PENDING_PREFIX = '.pending-'
 BASELINES_DIR = 'baselines'  # under .redbutton (see _baseline.BASELINE_DIR)
 # last_switch reasons that mean "this switch undid a release" (see the `once` option).
 ROLLBACK_REASONS = ('rollback', 'auto_rollback')
@@ -488,6 +491,8 @@ class ReleaseManager(object):
         if entry and present:
             return 'noop'
         if present:
+            if os.path.exists(self._pending_marker(release_id)) and release_id != self.current:
+                return 'replace'  # ours: a run was killed after moving it into place, before recording it
             if not self.params.get('force'):
                 raise RedbuttonError(
                     '%s exists but the ledger does not know it, so its content cannot be checked: move it aside, '
@@ -540,9 +545,12 @@ class ReleaseManager(object):
                 shutil.rmtree(move_aside(self.root, release_path(self.root, release_id), release_id), ignore_errors=True)
                 if aside is not None:
                     os.rename(aside, release_path(self.root, release_id))
+                self._drop_pending(release_id)
             raise
         if aside is not None:
             shutil.rmtree(aside, ignore_errors=True)
+        if not self.check_mode:
+            self._drop_pending(release_id)
         self.would_exist.add(release_id)
         self.created = True
         self.changed = True
@@ -582,6 +590,15 @@ class ReleaseManager(object):
             raise
         return staging, content
 
+    def _pending_marker(self, release_id):
+        return os.path.join(releases_dir(self.root), PENDING_PREFIX + release_id)
+
+    def _drop_pending(self, release_id):
+        try:
+            os.unlink(self._pending_marker(release_id))
+        except OSError:
+            pass
+
     def _install(self, staging, release_id, replace):
         """Link the shared paths into the staged tree and rename it to releases/<id>. Returns the
         replaced tree, moved aside (the caller removes it once the ledger is saved), or None."""
@@ -593,6 +610,8 @@ class ReleaseManager(object):
             with step('moving the staged release into place', final):
                 os.chmod(staging, 0o755)
                 fault_point('release', final)
+                with open(self._pending_marker(release_id), 'w') as marker:
+                    marker.write(os.path.basename(staging) + '\n')
                 if replace:
                     aside = os.path.join(base, '%s%s-%s' % (TRASH_PREFIX, release_id, uuid.uuid4().hex[:8]))
                     os.rename(final, aside)
@@ -606,6 +625,7 @@ class ReleaseManager(object):
                     os.rename(staging, final)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
+            self._drop_pending(release_id)
             raise
         _fsync_dir(base)
         return aside

@@ -312,7 +312,6 @@ class Transition(object):
         self.release = None
         self.closed = None
         self.auto_failure = None
-        self.superseded = None
         self.toggles = None
         self.button = None
 
@@ -389,7 +388,8 @@ class Transition(object):
 
     def _kill_point(self, when, step):
         """Test hook (docs: DEVELOPERS.md): REDBUTTON_KILL_AT=<direction>:<before|after>:<step> kills this process's
-        group with SIGKILL at that point, as an operator's Ctrl-C or a dead controller would. Never set in production."""
+        group with SIGKILL at that point (the module and the Ansible worker running it; ansible-playbook then stops,
+        as it does when a controller dies). Never set in production."""
         if os.environ.get('REDBUTTON_KILL_AT') == '%s:%s:%s' % (self.direction, when, step):
             os.killpg(os.getpgid(0), signal.SIGKILL)
 
@@ -476,7 +476,8 @@ class Transition(object):
         record.update(extra)
         old = self.ledger.data.get('transition')
         if old:
-            self.superseded = old
+            # Kept in the record: the call that switches away from the old target may be a later one.
+            record['superseded'] = {'direction': old.get('direction'), 'to': old.get('to'), 'to_status': old.get('to_status')}
             self.ledger.event('interrupted', old.get('to'), actor=self.p.get('actor'),
                               reason='superseded by a %s to %s' % (direction, to_id), direction=old.get('direction'))
         self.record = record
@@ -763,7 +764,7 @@ class Transition(object):
         if previous_status is None and self.current and self._status(self.current) == 'active':
             # Current but never proven (its transition was interrupted): back to the status it had before that
             # transition when it was ok, otherwise it was undone.
-            old = self.superseded or {}
+            old = self.record.get('superseded') or {}
             previous_status = 'ok' if old.get('to') == self.current and old.get('to_status') == 'ok' else 'rolled_back'
         self.rm.params.update(reason=self.direction, force=False, previous_status=previous_status)
         self.rm._activate(target)

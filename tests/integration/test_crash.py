@@ -365,17 +365,9 @@ for _label in ('lock', 'staging', 'extract', 'shared', 'release', 'ledger', 'bas
 for _label in ('lock', 'ledger', 'current'):
     CASES['rollback-disk-full-at-%s' % _label] = full_disk_at('rollback', _label)
 
-# Known engine bugs (described in the findings the lead fixes the engine from): {case: (strict, reason)}.
-# Strict where the case always reaches the bug, so the test turns red the day the fix lands and whoever
-# lands it removes the mark.
-KNOWN = {
-    'rollback-after-switch-then-rollout': (True, 'crash-findings.md #5: when the stage and the switch are separate calls (hooks '
-                                                 'between them), the superseded rollback is forgotten and its target ends '
-                                                 'rolled_back instead of ok'),
-    # Where a kill 0 s after the lock lands depends on the machine's load: not strict.
-    'rollout-killed-0s-after-lock': (False, 'crash-findings.md #3: a kill between the extraction and the ledger write leaves '
-                                            'releases/v2 unknown to the ledger, and the re-run is refused'),
-}
+# Known engine bugs, each marked xfail with its reason until its fix lands: {case: (strict, reason)}.
+# Strict where the case always reaches the bug, so the test turns red the day the fix lands.
+KNOWN = {}
 
 
 def case_params():

@@ -323,3 +323,29 @@ def test_enospc_at_every_write_leaves_the_old_state_or_the_new_one(tmp_path, mon
         assert (root / 'current' / 'VERSION').read_text() == 'v2\n'
         assert os.readlink(str(root / 'current' / 'data')) == '../../shared/data'
         assert not os.path.exists(str(root / '.redbutton' / 'lock')), where
+
+
+# a run killed between moving a release into place and recording it ------------------------
+def test_an_unrecorded_release_left_by_a_killed_run_is_replaced_by_the_next_run(deployed, tmp_path, tree):
+    src = pack(tree, tmp_path / 'v1.tar.gz')
+    scratch = tmp_path / 'scratch'
+    run(scratch, release='v1', src=src, state='staged')
+    # What a SIGKILL right after the rename leaves: releases/v1 in place with its pending marker, and a
+    # ledger that does not know v1 (the kill came before the ledger write).
+    os.rename(str(scratch / 'releases' / 'v1'), str(deployed / 'releases' / 'v1'))
+    open(str(deployed / 'releases' / '.pending-v1'), 'w').close()
+    result = run(deployed, release='v1', src=src, state='staged')
+    assert result['created'] and result['status'] == 'staged'
+    entry = json.load(open(ledger_path(str(deployed))))['releases']['v1']
+    assert entry['content'] == tree_checksum(tree)
+    assert not os.path.exists(str(deployed / 'releases' / '.pending-v1'))
+    assert sorted(n for n in os.listdir(str(deployed / 'releases')) if not n.startswith('.')) == ['v0', 'v1']
+
+
+def test_an_unrecorded_release_without_the_marker_is_still_refused(deployed, tmp_path, tree):
+    src = pack(tree, tmp_path / 'v1.tar.gz')
+    os.makedirs(str(deployed / 'releases' / 'v1'))
+    before = ledger_bytes(deployed)
+    with pytest.raises(RedbuttonError, match='exists but the ledger does not know it'):
+        run(deployed, release='v1', src=src, state='staged')
+    assert ledger_bytes(deployed) == before and os.listdir(str(deployed / 'releases' / 'v1')) == []
