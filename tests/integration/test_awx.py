@@ -98,27 +98,32 @@ def test_a_rollout_through_ansible_runner_leaves_its_artifacts(tmp_path, artifac
                      redbutton_release='v1', redbutton_artifact=artifacts['v1'][0])
     base = private_data_dir(tmp_path, extravars, root, port)
     try:
-        result = ansible_runner.run(private_data_dir=str(base), playbook='rollout_stats.yml', ident='4242', quiet=True)
+        result = ansible_runner.run(private_data_dir=str(base), playbook='rollout.yml', ident='4242', quiet=True)
         stdout = result.stdout.read()
         assert (result.status, result.rc) == ('successful', 0), stdout[-4000:]
         custom = artifact_data(base, '4242')
-        assert custom == {'redbutton': {'localhost': {
-            'release': 'v1', 'from': None, 'to': 'v1', 'outcome': 'rolled out',
-            'runbook': root + '/.redbutton/runbooks/v1.md'}}}
+        first = custom['redbutton']['localhost']
+        assert first == {'direction': 'rollout', 'release': 'v1', 'from': None, 'to': 'v1', 'outcome': 'rolled out',
+                         'msg': first['msg'], 'run_id': '4242', 'runbook': root + '/.redbutton/runbooks/v1.md'}
+        assert first['msg'].startswith('v1 serves and passed')
         assert result.stats['ok'].get('localhost') and not result.stats['failures']
         # The AWX user is who the ledger says did it.
         ledger = json.loads(open(os.path.join(root, '.redbutton', 'ledger.json'), encoding='utf-8').read())
         assert ledger['releases']['v1']['status'] == 'ok'
         assert set(event.get('by') for event in ledger['events']) == {'alice'}
+        # The AWX job is the run id on every event of the job.
+        assert set(event.get('run_id') for event in ledger['events']) == {'4242'}
 
         # Wave two of the same workflow: v2 from v1, the artifacts say so.
         extravars.update(awx_job_id=4243, redbutton_release='v2', redbutton_artifact=artifacts['v2'][0])
         (base / 'env' / 'extravars').write_text(json.dumps(extravars))
-        result = ansible_runner.run(private_data_dir=str(base), playbook='rollout_stats.yml', ident='4243', quiet=True)
+        result = ansible_runner.run(private_data_dir=str(base), playbook='rollout.yml', ident='4243', quiet=True)
         assert result.rc == 0, result.stdout.read()[-4000:]
         custom = artifact_data(base, '4243')
-        assert custom['redbutton']['localhost'] == {'release': 'v2', 'from': 'v1', 'to': 'v2', 'outcome': 'rolled out',
-                                                    'runbook': root + '/.redbutton/runbooks/v2.md'}
+        second = custom['redbutton']['localhost']
+        assert dict(second, msg=None) == {'direction': 'rollout', 'release': 'v2', 'from': 'v1', 'to': 'v2', 'outcome': 'rolled out',
+                                          'msg': None, 'run_id': '4243', 'runbook': root + '/.redbutton/runbooks/v2.md'}
+        assert 'v1 is the rollback target' in second['msg']
     finally:
         subprocess.run([sys.executable, os.path.join(EXAMPLES, 'app', 'server.py'), '--stop', '--pidfile',
                         os.path.join(root, 'shared', 'app.pid')], check=False)
