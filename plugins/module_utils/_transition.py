@@ -648,6 +648,8 @@ class Transition(object):
     def _begin_auto_rollback(self):
         record = self.record
         if record and record.get('direction') == 'auto_rollback':
+            # A later call of the same automatic rollback (a hook cut it): it still says what failed.
+            self.auto_failure = (record.get('failed_step'), record.get('failed_msg'), bool(record.get('created')))
             self.release = record['to']
             return None
         if record and record.get('direction') == 'rollout':
