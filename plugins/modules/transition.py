@@ -96,7 +96,9 @@ options:
     default: {manager: none}
     suboptions:
       manager:
-        description: V(systemd) (C(systemctl restart|reload) the unit O(service.name)), V(command) (the shell commands below, run from C(<root>/current)) or V(none).
+        description:
+          - V(systemd) (C(systemctl restart|reload) the unit O(service.name)), V(command) (the shell commands below, run
+            from C(<root>/current)) or V(none).
         type: str
         choices: [systemd, command, none]
         default: none
@@ -131,7 +133,9 @@ options:
         type: int
         default: 300
   health_checks:
-    description: The checks that prove the current release works, each a name and exactly one of O(health_checks[].url), O(health_checks[].port) or O(health_checks[].command).
+    description:
+      - The checks that prove the current release works, each a name and exactly one of O(health_checks[].url),
+        O(health_checks[].port) or O(health_checks[].command).
     type: list
     elements: dict
     default: []

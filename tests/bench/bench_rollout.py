@@ -229,9 +229,9 @@ def capture_bench(workdir, path, repeat):
     capture = min(times['capture'])
     ratio = reference / capture
     verdict = 'ok' if ratio >= CAPTURE_TARGET else 'MISSED'
+    figures = (total / 1e6, capture, total / 1e6 / capture, reference, total / 1e6 / reference, ratio * 100, CAPTURE_TARGET * 100, verdict)
     line = ('capture  2,000 files %.1f MB: %.3f s (%.0f MB/s); find | xargs sha256sum %.3f s (%.0f MB/s): capture at %.0f%% of '
-            'sha256sum throughput, target >= %.0f%%: %s' % (total / 1e6, capture, total / 1e6 / capture, reference,
-                                                             total / 1e6 / reference, ratio * 100, CAPTURE_TARGET * 100, verdict))
+            'sha256sum throughput, target >= %.0f%%: %s' % figures)
     return line, (verdict != 'ok')
 
 

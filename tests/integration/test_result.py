@@ -107,8 +107,9 @@ def test_hooks_of_an_automatic_rollback_see_its_direction(site, hook):
     site.rollout('v1')
     run = site.rollout('v3', '-e', 'redbutton_after_switch=%s' % path, rc=2)
     assert 'Rolled back automatically: v1 serves again' in run.output, run
-    assert run.engine_calls() == [('rollout', ['stage']), ('rollout', ['switch']), ('rollout', ['restart', 'verify', 'finish']),
-                                 ('auto_rollback', ['switch']), ('auto_rollback', ['restart', 'verify', 'compare', 'finish'])], run
+    assert run.engine_calls() == [
+        ('rollout', ['stage']), ('rollout', ['switch']), ('rollout', ['restart', 'verify', 'finish']),
+        ('auto_rollback', ['switch']), ('auto_rollback', ['restart', 'verify', 'compare', 'finish'])], run
     site.assert_state('v1', {'v1': 'ok', 'v3': 'failed'})
     rollout, auto = seen()
     assert (rollout['direction'], rollout['current']) == ('rollout', 'v3')
