@@ -14,11 +14,13 @@ cd "$repo"
 ansible-galaxy collection build --output-path "$work" --force >/dev/null
 tarball=$(ls "$work"/redbutton-deploy-*.tar.gz)
 echo "built $(basename "$tarball") ($(du -k "$tarball" | cut -f1) KiB)"
-if tar -tzf "$tarball" | grep -E '(^|/)(\.venv|\.build|\.git|tests/output|\.mypy_cache|\.pytest_cache|\.idea|__pycache__)(/|$)|(^|/)\.coverage|\.pyc$|^changelogs/\.plugin-cache\.yaml$' ; then
+# Listed once: `tar | grep -q` under pipefail fails when grep stops reading early (tar gets SIGPIPE).
+listing=$(tar -tzf "$tarball")
+if grep -E '(^|/)(\.venv|\.build|\.git|tests/output|\.mypy_cache|\.pytest_cache|\.idea|__pycache__)(/|$)|(^|/)\.coverage|\.pyc$|^changelogs/\.plugin-cache\.yaml$' <<<"$listing"; then
   echo "build-install: the tarball carries development files (see build_ignore in galaxy.yml)" >&2
   exit 1
 fi
-if ! tar -tzf "$tarball" | grep -qx 'LICENSE'; then
+if ! grep -qx 'LICENSE' <<<"$listing"; then
   echo "build-install: the tarball has no LICENSE" >&2
   exit 1
 fi
