@@ -942,7 +942,11 @@ class Transition(object):
             self.rm._prune(int(self.p['keep']), record['to'])
             self.pruned = list(self.rm.pruned)
             self._record_settings()
-            self.button = install_button(self.root, check_mode=self.check_mode)
+            try:
+                self.button = install_button(self.root, check_mode=self.check_mode)
+            except RedbuttonError as exc:
+                # The release is verified and ok: a command that cannot be written (a full disk) is a warning.
+                self.host.warn('%s; the playbook rollback still works, and the next rollout installs it again' % exc)
             outcome = 'rolled_out'
         elif self.direction == 'rollback':
             self.ledger.set_status(record['to'], 'ok', actor=actor, reason='rollback')
@@ -1153,7 +1157,8 @@ class Transition(object):
             'moved': moved,
             'current': self.current,
             'up_to_date': self.outcome == 'up_to_date',
-            'created': bool(self.stage and self.stage.get('created')),
+            # This transition's stage step extracted the release (recorded, so later calls say it too).
+            'created': bool(self.stage and self.stage.get('created')) or bool(source.get('created')),
             'open': self.record is not None,
             'outcome': self.outcome or ('in_progress' if self.record is not None else 'verified'),
             'steps': self.steps,

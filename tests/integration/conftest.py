@@ -164,3 +164,12 @@ def site(tmp_path, artifacts):
     site = Site(tmp_path, artifacts)
     yield site
     site.stop_app()
+
+
+def content_id(path):
+    """The default release id of an artifact: 'sha256-' and 12 hex digits of its content digest
+    (paths, types, modes, bytes, link targets), not of the archive's bytes."""
+    if COLLECTIONS not in sys.path:
+        sys.path.insert(0, COLLECTIONS)
+    from ansible_collections.redbutton.deploy.plugins.module_utils._archive import open_source  # pylint: disable=import-error
+    return 'sha256-' + open_source(path).scan().split(':', 1)[1][:12]

@@ -9,6 +9,8 @@ import json
 import os
 import sys
 
+from conftest import content_id
+
 
 def test_incoherent_service_is_refused_before_anything_changes(site):
     extra = site.vars_file('service', {'redbutton_service': {'manager': 'command', 'start_command': 'true'}})
@@ -108,11 +110,11 @@ def test_keep_releases_prunes_old_ones(site):
 
 
 def test_minimal_variables(site):
-    """Only a root and an artifact: no app name, no service, no checks, the id from the checksum."""
-    path, checksum = site.artifacts['v1']
+    """Only a root and an artifact: no app name, no service, no checks, the id from the content."""
+    path, dummy = site.artifacts['v1']
     site.playbook('redbutton.deploy.rollout', '-i', site.inventory, '-e', 'redbutton_root=%s' % site.root,
                   '-e', 'redbutton_artifact=%s' % path, plain=True)
-    derived = 'sha256-' + checksum.split(':', 1)[1][:12]
+    derived = content_id(path)
     assert site.current() == derived
     assert site.statuses() == {derived: 'ok'}
     missing = site.playbook('redbutton.deploy.rollout', '-i', site.inventory, '-e', 'redbutton_root=%s' % site.root, plain=True, rc=2)
@@ -159,7 +161,7 @@ def test_check_mode_predicts_and_changes_nothing(site):
 def test_batches_agree_on_the_release_id_and_a_failure_stops_later_batches(site, tmp_path):
     """Two hosts in batches of one: the id derived on the controller is the same on both; a
     host that fails stops the batches after it (max_fail_percentage 0)."""
-    path, checksum = site.artifacts['v1']
+    path, dummy = site.artifacts['v1']
     roots = dict((host, str(tmp_path / host)) for host in ('web1', 'web2', 'web3'))
     inventory = tmp_path / 'fleet.ini'
     lines = ['%s ansible_connection=local ansible_python_interpreter=%s redbutton_root=%s' % (host, sys.executable, root)
@@ -167,7 +169,7 @@ def test_batches_agree_on_the_release_id_and_a_failure_stops_later_batches(site,
     inventory.write_text('\n'.join(lines) + '\n')
     args = ['-i', str(inventory), '-e', 'redbutton_artifact=%s' % path, '-e', 'redbutton_serial=1']
     site.playbook('redbutton.deploy.rollout', *args, '-e', 'redbutton_hosts=web1:web2', plain=True)
-    derived = 'sha256-' + checksum.split(':', 1)[1][:12]
+    derived = content_id(path)
     for host in ('web1', 'web2'):
         assert os.readlink(os.path.join(roots[host], 'current')) == os.path.join('releases', derived)
     # web2 fails (a wrong checksum as its host variable): web3, in the next batch, is not touched.
