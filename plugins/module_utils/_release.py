@@ -584,7 +584,7 @@ class ReleaseManager(object):
             if self.content is not None and content != self.content:
                 raise RedbuttonError(
                     'checksum mismatch for src %s: expected content %s, got %s; nothing was staged'
-                    % (self.params.get('_source') or self.params['src'], self.content, content))
+                    % (self._src_label(), self.content, content))
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
