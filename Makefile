@@ -65,7 +65,7 @@ build: venv-test
 	scripts/build-install.sh
 
 integration: venv-test link system-deps
-	eval "$$(scripts/postgres.sh)" && $(BIN)/python -m pytest tests/integration -q
+	eval "$$(scripts/postgres.sh)" && $(BIN)/python -m pytest tests/integration -q --durations=15
 
 molecule: venv-test link system-deps
 	scripts/molecule.sh
