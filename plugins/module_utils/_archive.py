@@ -22,8 +22,6 @@ import os
 import re
 import shutil
 import stat
-import tarfile
-import zipfile
 import zlib
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
@@ -430,6 +428,7 @@ def _same_magic(kind, data):
 def _recording_tarinfo():
     """A TarInfo class that keeps the last header block tarfile read: tarfile takes a damaged
     header for the end of the archive, and this is how we tell one from the zero blocks."""
+    import tarfile
 
     class RecordingTarInfo(tarfile.TarInfo):
         last_block = None
@@ -492,6 +491,7 @@ class TarSource(Source):
     def _walk(self, dest):
         """One pass: every member (written under dest when dest is given), the content digest,
         the checksum of the archive bytes."""
+        import tarfile
         members = []
         seen = {}
         dirs = []
@@ -675,6 +675,7 @@ class ZipSource(Source):
     kind = 'zip'
 
     def _open(self):
+        import zipfile
         try:
             return zipfile.ZipFile(self.path)
         except (zipfile.BadZipfile, zipfile.LargeZipFile, OSError, EOFError) as exc:
@@ -709,6 +710,7 @@ class ZipSource(Source):
                               'nothing was staged' % (self.path, info.filename, info.header_offset, exc))
 
     def _read(self, archive, info):
+        import zipfile
         try:
             return archive.read(info)
         except (zipfile.BadZipfile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
@@ -772,6 +774,7 @@ class ZipSource(Source):
         return content.checksum()
 
     def _file(self, archive, member, target):
+        import zipfile
         digest = hashlib.sha256()
         try:
             with archive.open(member.raw) as source:
@@ -864,6 +867,10 @@ def open_source(path):
         raise RedbuttonError('src %s does not exist on the target host' % path)
     if path.lower().endswith('.zip'):
         return ZipSource(path)
+    # Imported here and where the archives are read: the on-host command and the calls that
+    # stage nothing never need them.
+    import tarfile
+    import zipfile
     if tarfile.is_tarfile(path):
         return TarSource(path)
     if zipfile.is_zipfile(path):

@@ -146,6 +146,18 @@ for _key in _STAGE_KEYS:
     TRANSITION_ARGUMENT_SPEC[_key] = RELEASE_ARGUMENT_SPEC[_key]
 
 
+# What _feature reads (a unit test keeps them equal): a release's toggle declarations, the host's toggle state.
+TOGGLE_DECLARATION_FILES = ('features.json', 'features.yml')
+TOGGLE_STATE_FILE = 'features.json'
+
+
+def _has_toggles(release_dir, *others):
+    """Whether the release declares toggles (or one of the other files exists). Without any, the
+    toggle engine (_feature) has nothing to read or declare and is not imported."""
+    paths = [os.path.join(release_dir, name) for name in TOGGLE_DECLARATION_FILES] + list(others)
+    return any(os.path.lexists(path) for path in paths)
+
+
 def step_order(direction, migrate_when='before_switch'):
     """The steps of a direction, in the order the engine runs them."""
     if direction == 'rollout':
@@ -715,7 +727,7 @@ class Transition(object):
         if result['up_to_date']:
             self.outcome = 'up_to_date'
             return 'ok', '%s is current, ok and identical: nothing to roll out' % self.release
-        if not self.check_mode:
+        if not self.check_mode and _has_toggles(release_path(self.root, self.release)):
             from ansible_collections.redbutton.deploy.plugins.module_utils._feature import read_release_toggles
             read_release_toggles(release_path(self.root, self.release))  # a malformed declaration is refused before the switch
         entry = self.ledger.get(self.release) or {}
@@ -783,9 +795,12 @@ class Transition(object):
 
     def _declare_toggles(self, target):
         """The feature toggles the release declares and the host does not know yet, at their defaults."""
-        from ansible_collections.redbutton.deploy.plugins.module_utils._feature import declare_release_toggles
-        toggles = declare_release_toggles(self.root, release_path(self.root, target), actor=self.p.get('actor'),
-                                          run_id=self.p.get('run_id'), check_mode=self.check_mode, ledger=self.ledger)
+        if not _has_toggles(release_path(self.root, target), os.path.join(state_dir(self.root), TOGGLE_STATE_FILE)):
+            toggles = {'changed': False, 'added': [], 'unknown': [], 'declared': [], 'warnings': []}  # what it would say
+        else:
+            from ansible_collections.redbutton.deploy.plugins.module_utils._feature import declare_release_toggles
+            toggles = declare_release_toggles(self.root, release_path(self.root, target), actor=self.p.get('actor'),
+                                              run_id=self.p.get('run_id'), check_mode=self.check_mode, ledger=self.ledger)
         for warning in toggles['warnings']:
             self.host.warn(warning)
         self.toggles = toggles

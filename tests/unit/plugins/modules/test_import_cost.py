@@ -36,9 +36,9 @@ HTTP = ['ansible.module_utils.urls', 'ssl', 'http.client']
 
 # module: what importing it must not load
 NOT_AT_START = {
-    'transition': PSYCOPG + BASELINE + MIGRATE + BUTTON + HTTP + [UTILS + '_feature', UTILS + '_runbook', 'sqlite3'],
-    'release': PSYCOPG + BASELINE + MIGRATE + BUTTON + HTTP + [UTILS + '_feature', 'sqlite3'],
-    'release_info': PSYCOPG + BASELINE + MIGRATE + BUTTON + HTTP + ['sqlite3'],
+    'transition': PSYCOPG + BASELINE + MIGRATE + BUTTON + HTTP + [UTILS + '_feature', UTILS + '_runbook', 'sqlite3', 'tarfile'],
+    'release': PSYCOPG + BASELINE + MIGRATE + BUTTON + HTTP + [UTILS + '_feature', 'sqlite3', 'tarfile'],
+    'release_info': PSYCOPG + BASELINE + MIGRATE + BUTTON + HTTP + ['sqlite3', 'tarfile'],
     'baseline': PSYCOPG + MIGRATE + BUTTON + HTTP + ['sqlite3'],
     'migrate': PSYCOPG + BASELINE + BUTTON + HTTP + [UTILS + '_migrate_postgresql', UTILS + '_migrate_sqlite', 'difflib'],
     'lock': PSYCOPG + BASELINE + MIGRATE + BUTTON + HTTP,
@@ -71,3 +71,15 @@ def test_the_on_host_command_loads_neither_psycopg_nor_the_baseline_before_it_ne
     loaded = loaded_by(UTILS + '_cli')
     assert UTILS + '_cli' in loaded
     assert not sorted(m for m in PSYCOPG + BASELINE + MIGRATE + HTTP + [UTILS + '_transition'] if m in loaded)
+
+
+def test_the_engine_looks_for_toggles_where_the_toggle_engine_reads_them(tmp_path):
+    """The transition engine imports _feature only when one of these files exists: they must be
+    the files _feature reads."""
+    from ansible_collections.redbutton.deploy.plugins.module_utils import _feature, _transition
+    assert _transition.TOGGLE_DECLARATION_FILES == _feature.DECLARATION_FILES
+    root = str(tmp_path)
+    assert _feature.state_path(root) == os.path.join(_common.state_dir(root), _transition.TOGGLE_STATE_FILE)
+    assert not _transition._has_toggles(root)
+    (tmp_path / 'features.yml').write_text('flag: true\n')
+    assert _transition._has_toggles(root)
