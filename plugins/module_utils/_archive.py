@@ -495,6 +495,7 @@ class TarSource(Source):
         members = []
         seen = {}
         dirs = []
+        parents = set()  # directories made or checked under dest
         content = ContentDigest()
         info_class = _recording_tarinfo()
         current = None
@@ -520,10 +521,11 @@ class TarSource(Source):
                                 if not os.path.isdir(target):
                                     fault_point('extract', target)
                                     os.makedirs(target)
+                                parents.add(target)
                                 dirs.append((target, info))
                         elif member.kind == FILE:
                             target = os.path.join(dest, *member.parts) if dest is not None else None
-                            content.add_file(member.path, info.mode, self._file(tar, info, target))
+                            content.add_file(member.path, info.mode, self._file(tar, info, target, parents))
                         elif member.kind == SYMLINK:
                             content.add_link(member.path, member.link)
                         else:
@@ -559,7 +561,7 @@ class TarSource(Source):
             os.utime(target, (info.mtime, info.mtime))
         return members, content.checksum(), stream.checksum()
 
-    def _file(self, tar, info, target):
+    def _file(self, tar, info, target, parents=None):
         """Read a regular file member to its end (written to target when given); its sha256."""
         digest = hashlib.sha256()
         source = tar.extractfile(info)
@@ -568,10 +570,13 @@ class TarSource(Source):
                 digest.update(block)
             return digest.hexdigest()
         try:
-            _write_member(source, info, target, digest)
+            _write_member(source, info, target, digest, parents)
         except OSError as exc:
             raise _write_error('staging the artifact %s: writing member %r' % (self.path, info.name), target, exc)
         return digest.hexdigest()
+
+
+_UTIME_FD = os.utime in getattr(os, 'supports_fd', ())
 
 
 def _verify(path, checksum, actual):
@@ -624,11 +629,18 @@ def _tar_member(info):
     return Member(info.name, parts, kind, link=info.linkname or None, mode=info.mode, raw=info)
 
 
-def _write_member(source, info, target, digest):
-    """Write a regular file member: never through a link, never over an existing file."""
+def _write_member(source, info, target, digest, parents=None):
+    """Write a regular file member: never through a link, never over an existing file.
+
+    parents: the directories this extraction already made or checked (one stat each, not one per
+    file). Mode and times are set through the file's descriptor, not by its path again.
+    """
     parent = os.path.dirname(target)
-    if not os.path.isdir(parent):
-        os.makedirs(parent)
+    if parents is None or parent not in parents:
+        if not os.path.isdir(parent):
+            os.makedirs(parent)
+        if parents is not None:
+            parents.add(parent)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
     mode = _safe_mode(info.mode, FILE)
     fault_point('extract', target)
@@ -637,8 +649,12 @@ def _write_member(source, info, target, digest):
         for block in iter(lambda: source.read(CHUNK), b''):
             digest.update(block)
             handle.write(block)
+        handle.flush()  # nothing is written after the times are set
         os.fchmod(fd, mode)  # not narrowed by the umask: the same modes as the other sources
-    os.utime(target, (info.mtime, info.mtime))
+        if _UTIME_FD:
+            os.utime(fd, (info.mtime, info.mtime))
+    if not _UTIME_FD:
+        os.utime(target, (info.mtime, info.mtime))
 
 
 def _create_links(members, dest):
