@@ -22,8 +22,6 @@ import os
 import re
 import shutil
 import stat
-import tarfile
-import zipfile
 import zlib
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
@@ -430,6 +428,7 @@ def _same_magic(kind, data):
 def _recording_tarinfo():
     """A TarInfo class that keeps the last header block tarfile read: tarfile takes a damaged
     header for the end of the archive, and this is how we tell one from the zero blocks."""
+    import tarfile
 
     class RecordingTarInfo(tarfile.TarInfo):
         last_block = None
@@ -492,9 +491,11 @@ class TarSource(Source):
     def _walk(self, dest):
         """One pass: every member (written under dest when dest is given), the content digest,
         the checksum of the archive bytes."""
+        import tarfile
         members = []
         seen = {}
         dirs = []
+        parents = set()  # directories made or checked under dest
         content = ContentDigest()
         info_class = _recording_tarinfo()
         current = None
@@ -520,10 +521,11 @@ class TarSource(Source):
                                 if not os.path.isdir(target):
                                     fault_point('extract', target)
                                     os.makedirs(target)
+                                parents.add(target)
                                 dirs.append((target, info))
                         elif member.kind == FILE:
                             target = os.path.join(dest, *member.parts) if dest is not None else None
-                            content.add_file(member.path, info.mode, self._file(tar, info, target))
+                            content.add_file(member.path, info.mode, self._file(tar, info, target, parents))
                         elif member.kind == SYMLINK:
                             content.add_link(member.path, member.link)
                         else:
@@ -559,7 +561,7 @@ class TarSource(Source):
             os.utime(target, (info.mtime, info.mtime))
         return members, content.checksum(), stream.checksum()
 
-    def _file(self, tar, info, target):
+    def _file(self, tar, info, target, parents=None):
         """Read a regular file member to its end (written to target when given); its sha256."""
         digest = hashlib.sha256()
         source = tar.extractfile(info)
@@ -568,10 +570,13 @@ class TarSource(Source):
                 digest.update(block)
             return digest.hexdigest()
         try:
-            _write_member(source, info, target, digest)
+            _write_member(source, info, target, digest, parents)
         except OSError as exc:
             raise _write_error('staging the artifact %s: writing member %r' % (self.path, info.name), target, exc)
         return digest.hexdigest()
+
+
+_UTIME_FD = os.utime in getattr(os, 'supports_fd', ())
 
 
 def _verify(path, checksum, actual):
@@ -624,11 +629,18 @@ def _tar_member(info):
     return Member(info.name, parts, kind, link=info.linkname or None, mode=info.mode, raw=info)
 
 
-def _write_member(source, info, target, digest):
-    """Write a regular file member: never through a link, never over an existing file."""
+def _write_member(source, info, target, digest, parents=None):
+    """Write a regular file member: never through a link, never over an existing file.
+
+    parents: the directories this extraction already made or checked (one stat each, not one per
+    file). Mode and times are set through the file's descriptor, not by its path again.
+    """
     parent = os.path.dirname(target)
-    if not os.path.isdir(parent):
-        os.makedirs(parent)
+    if parents is None or parent not in parents:
+        if not os.path.isdir(parent):
+            os.makedirs(parent)
+        if parents is not None:
+            parents.add(parent)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0)
     mode = _safe_mode(info.mode, FILE)
     fault_point('extract', target)
@@ -637,8 +649,12 @@ def _write_member(source, info, target, digest):
         for block in iter(lambda: source.read(CHUNK), b''):
             digest.update(block)
             handle.write(block)
+        handle.flush()  # nothing is written after the times are set
         os.fchmod(fd, mode)  # not narrowed by the umask: the same modes as the other sources
-    os.utime(target, (info.mtime, info.mtime))
+        if _UTIME_FD:
+            os.utime(fd, (info.mtime, info.mtime))
+    if not _UTIME_FD:
+        os.utime(target, (info.mtime, info.mtime))
 
 
 def _create_links(members, dest):
@@ -675,6 +691,7 @@ class ZipSource(Source):
     kind = 'zip'
 
     def _open(self):
+        import zipfile
         try:
             return zipfile.ZipFile(self.path)
         except (zipfile.BadZipfile, zipfile.LargeZipFile, OSError, EOFError) as exc:
@@ -709,6 +726,7 @@ class ZipSource(Source):
                               'nothing was staged' % (self.path, info.filename, info.header_offset, exc))
 
     def _read(self, archive, info):
+        import zipfile
         try:
             return archive.read(info)
         except (zipfile.BadZipfile, zipfile.LargeZipFile, zlib.error, EOFError, OSError, ValueError) as exc:
@@ -772,6 +790,7 @@ class ZipSource(Source):
         return content.checksum()
 
     def _file(self, archive, member, target):
+        import zipfile
         digest = hashlib.sha256()
         try:
             with archive.open(member.raw) as source:
@@ -864,6 +883,10 @@ def open_source(path):
         raise RedbuttonError('src %s does not exist on the target host' % path)
     if path.lower().endswith('.zip'):
         return ZipSource(path)
+    # Imported here and where the archives are read: the on-host command and the calls that
+    # stage nothing never need them.
+    import tarfile
+    import zipfile
     if tarfile.is_tarfile(path):
         return TarSource(path)
     if zipfile.is_zipfile(path):

@@ -18,8 +18,6 @@ __metaclass__ = type
 import decimal
 import os
 import re
-import sqlite3
-import traceback
 
 from urllib.parse import quote
 
@@ -27,14 +25,6 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._common import Re
 from ansible_collections.redbutton.deploy.plugins.module_utils._baseline_tree import (
     TreeError, TreeFilter, TreeScanner, compare_trees, filter_files, summarise,
 )
-
-try:
-    import psycopg
-except ImportError:
-    psycopg = None
-    PSYCOPG_IMPORT_ERROR = traceback.format_exc()
-else:
-    PSYCOPG_IMPORT_ERROR = None
 
 KINDS = ('path', 'command', 'sql', 'service', 'packages')
 COMMON_OPTIONS = ('name', 'compare')
@@ -57,6 +47,13 @@ C_LOCALE = {'LC_ALL': 'C', 'LANG': 'C'}
 
 class ProbeError(Exception):
     """A probe could not be measured; the message says why."""
+
+
+def import_psycopg():
+    """psycopg, imported by the PostgreSQL probe that needs it: importing it costs a module call
+    about a third of a second, and most baselines have no such probe. ImportError when missing."""
+    import psycopg
+    return psycopg
 
 
 def all_options():
@@ -431,6 +428,7 @@ class SqlProbe(Probe):
         if not os.path.isfile(database):
             raise ProbeError('%s: SQLite database %s does not exist' % (self.label(), database))
         uri = 'file:%s?mode=ro' % quote(database)
+        import sqlite3  # only SQL probes on SQLite load it
         try:
             connection = sqlite3.connect(uri, uri=True, timeout=10)
         except sqlite3.Error as exc:
@@ -446,11 +444,13 @@ class SqlProbe(Probe):
 
     def _postgresql(self):
         d = self.definition
-        if psycopg is None:
+        try:
+            psycopg = import_psycopg()
+        except ImportError as exc:
             raise ProbeError('%s: PostgreSQL probes need the Python library psycopg (version 3) on the target host: '
                              'install it for the Python Ansible uses there (Debian/Ubuntu: apt install python3-psycopg; '
-                             'otherwise: pip install "psycopg[binary]"). Import error: %s'
-                             % (self.label(), PSYCOPG_IMPORT_ERROR.strip().splitlines()[-1]))
+                             'otherwise: pip install "psycopg[binary]"). Import error: %s: %s'
+                             % (self.label(), type(exc).__name__, exc))
         try:
             with psycopg.connect(d['database'], connect_timeout=10) as connection:
                 connection.read_only = True

@@ -17,7 +17,6 @@ __metaclass__ = type
 import os
 import shlex
 import shutil
-import ssl
 import subprocess
 import sys
 
@@ -94,6 +93,7 @@ class LocalHost(object):
         return found
 
     def http_get(self, url, timeout, validate_certs=True):
+        import ssl
         import urllib.error
         import urllib.request
         context = None

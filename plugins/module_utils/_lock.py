@@ -263,7 +263,10 @@ class DeployLock(object):
         record = dict(holder)
         now = self.clock()
         record.update(ttl=ttl, expires_at=format_time(now + ttl), heartbeat=format_time(now))
-        atomic_write_json(self.path, record, label='lock')
+        if record != holder:
+            # Times are whole seconds: the steps of one call mostly beat within the same second, and
+            # rewriting the same record (with two fsyncs) would change nothing.
+            atomic_write_json(self.path, record, label='lock')
         return record
 
     def _create(self, record):

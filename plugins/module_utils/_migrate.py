@@ -12,30 +12,31 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import difflib
 import hashlib
 import os
 import re
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError, atomic_write_bytes, state_dir, utcnow
 from ansible_collections.redbutton.deploy.plugins.module_utils._migrate_backend import DEFAULT_HISTORY_TABLE
-from ansible_collections.redbutton.deploy.plugins.module_utils._migrate_postgresql import PostgresBackend
 from ansible_collections.redbutton.deploy.plugins.module_utils._migrate_sql import (
     SqlSyntaxError, find_drops, no_transaction_reason, split_statements)
-from ansible_collections.redbutton.deploy.plugins.module_utils._migrate_sqlite import SqliteBackend
 
 FILE_RE = re.compile(r'^(?P<version>[0-9]+)_(?P<title>.*)\.(?P<kind>up|down|verify)\.sql$')
 TARGET_RE = re.compile(r'^[0-9]+$')
-BACKENDS = {'sqlite': SqliteBackend, 'postgresql': PostgresBackend}
-ENGINES = tuple(sorted(BACKENDS))
+ENGINES = ('postgresql', 'sqlite')
 UP, DOWN = 'up', 'down'
 
 
 def new_backend(engine, database, history_table=DEFAULT_HISTORY_TABLE, run_command=None, password=None):
-    """The backend object of an engine; the only place that looks at `engine`."""
-    if engine not in BACKENDS:
+    """The backend object of an engine; the only place that looks at `engine`. Each backend is
+    imported here, when it is used: a SQLite migration never loads psycopg (a third of a second)."""
+    if engine == 'sqlite':
+        from ansible_collections.redbutton.deploy.plugins.module_utils._migrate_sqlite import SqliteBackend as backend
+    elif engine == 'postgresql':
+        from ansible_collections.redbutton.deploy.plugins.module_utils._migrate_postgresql import PostgresBackend as backend
+    else:
         raise RedbuttonError('engine %r is not supported: use one of %s' % (engine, ', '.join(ENGINES)))
-    return BACKENDS[engine](database, history_table, run_command, password=password)
+    return backend(database, history_table, run_command, password=password)
 
 
 def checksum(data):
@@ -591,6 +592,7 @@ class Migrator(object):
                               one_transaction=one_transaction)
 
     def _rehearsal_failed(self, step, before, after, one_transaction):
+        import difflib  # only a failed rehearsal shows a diff
         diff = '\n'.join(difflib.unified_diff(before, after, 'schema before %s' % step.script.name,
                                               'schema after %s' % step.down.name, lineterm='', n=0))
         if one_transaction:

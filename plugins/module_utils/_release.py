@@ -37,7 +37,6 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
     state_dir,
     validate_release_id,
 )
-from ansible_collections.redbutton.deploy.plugins.module_utils._feature import toggle_view
 from ansible_collections.redbutton.deploy.plugins.module_utils._fetch import (
     FETCH_ARGUMENT_SPEC,
     fetch_artifact,
@@ -882,6 +881,7 @@ class ReleaseInfo(object):
             'last_switch': ledger.data.get('last_switch'),
             'lock': lock,
         }
+        from ansible_collections.redbutton.deploy.plugins.module_utils._feature import toggle_view  # the report alone uses it
         try:
             result['features'] = toggle_view(self.root) if os.path.isdir(self.root) else []
         except RedbuttonError as exc:  # report damaged toggle state, do not fail the report

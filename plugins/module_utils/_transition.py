@@ -18,6 +18,13 @@ before each step that changes the host. What a step does is derived from the hos
 the run: a release that is current but not ``ok`` is restarted and verified again, whatever
 the run that switched to it did or did not do before it was killed.
 
+Every module call imports this file (and compiles it: AnsiballZ ships sources), so what only some
+calls need is imported where it is used: the baseline (and its probes) by the steps that capture
+or compare one, the migrate engine by a migrate step, feature toggles by stage and switch, the
+on-host command's builder by a rollout's finish. A re-run of the current release or a rollback
+without a baseline never loads them. Ansible finds such imports inside functions too and ships
+them in the module's payload.
+
 Private to the collection.
 """
 
@@ -32,8 +39,6 @@ import signal
 import time
 import uuid
 
-from ansible_collections.redbutton.deploy.plugins.module_utils._baseline import Baseline
-from ansible_collections.redbutton.deploy.plugins.module_utils._button import install_button
 from ansible_collections.redbutton.deploy.plugins.module_utils._checks import (
     HealthChecks,
     Service,
@@ -48,7 +53,6 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
     state_dir,
     utcnow,
 )
-from ansible_collections.redbutton.deploy.plugins.module_utils._feature import declare_release_toggles, read_release_toggles
 from ansible_collections.redbutton.deploy.plugins.module_utils._ledger import BAD_STATUSES
 from ansible_collections.redbutton.deploy.plugins.module_utils._lock import DEFAULT_TTL, DeployLock
 from ansible_collections.redbutton.deploy.plugins.module_utils._release import (
@@ -140,6 +144,18 @@ TRANSITION_ARGUMENT_SPEC = dict(
 )
 for _key in _STAGE_KEYS:
     TRANSITION_ARGUMENT_SPEC[_key] = RELEASE_ARGUMENT_SPEC[_key]
+
+
+# What _feature reads (a unit test keeps them equal): a release's toggle declarations, the host's toggle state.
+TOGGLE_DECLARATION_FILES = ('features.json', 'features.yml')
+TOGGLE_STATE_FILE = 'features.json'
+
+
+def _has_toggles(release_dir, *others):
+    """Whether the release declares toggles (or one of the other files exists). Without any, the
+    toggle engine (_feature) has nothing to read or declare and is not imported."""
+    paths = [os.path.join(release_dir, name) for name in TOGGLE_DECLARATION_FILES] + list(others)
+    return any(os.path.lexists(path) for path in paths)
 
 
 def step_order(direction, migrate_when='before_switch'):
@@ -711,7 +727,8 @@ class Transition(object):
         if result['up_to_date']:
             self.outcome = 'up_to_date'
             return 'ok', '%s is current, ok and identical: nothing to roll out' % self.release
-        if not self.check_mode:
+        if not self.check_mode and _has_toggles(release_path(self.root, self.release)):
+            from ansible_collections.redbutton.deploy.plugins.module_utils._feature import read_release_toggles
             read_release_toggles(release_path(self.root, self.release))  # a malformed declaration is refused before the switch
         entry = self.ledger.get(self.release) or {}
         if entry.get('status') == 'failed' and not self.p.get('force'):
@@ -743,6 +760,7 @@ class Transition(object):
         name = 'before-%s' % self.release
         if self.check_mode:
             return 'would record baseline %s of %s' % (name, source)
+        from ansible_collections.redbutton.deploy.plugins.module_utils._baseline import Baseline
         with _Environ(self.migrations):
             Baseline(self.root, name, host=self.host).capture(rollout_probes(self.p, self.service, self.checks))
         record['baseline'] = name
@@ -777,8 +795,12 @@ class Transition(object):
 
     def _declare_toggles(self, target):
         """The feature toggles the release declares and the host does not know yet, at their defaults."""
-        toggles = declare_release_toggles(self.root, release_path(self.root, target), actor=self.p.get('actor'),
-                                          run_id=self.p.get('run_id'), check_mode=self.check_mode, ledger=self.ledger)
+        if not _has_toggles(release_path(self.root, target), os.path.join(state_dir(self.root), TOGGLE_STATE_FILE)):
+            toggles = {'changed': False, 'added': [], 'unknown': [], 'declared': [], 'warnings': []}  # what it would say
+        else:
+            from ansible_collections.redbutton.deploy.plugins.module_utils._feature import declare_release_toggles
+            toggles = declare_release_toggles(self.root, release_path(self.root, target), actor=self.p.get('actor'),
+                                              run_id=self.p.get('run_id'), check_mode=self.check_mode, ledger=self.ledger)
         for warning in toggles['warnings']:
             self.host.warn(warning)
         self.toggles = toggles
@@ -902,6 +924,7 @@ class Transition(object):
             self.compare = {'name': name, 'matched': None, 'differences': [],
                             'msg': 'Baseline %s describes %s, not the rollback target %s: not compared.' % (name, described, current)}
             return 'skipped', self.compare['msg']
+        from ansible_collections.redbutton.deploy.plugins.module_utils._baseline import Baseline
         try:
             with _Environ(self.migrations):
                 found = Baseline(self.root, name, host=self.host, verify_content=verify_content).compare()
@@ -942,6 +965,7 @@ class Transition(object):
             self.rm._prune(int(self.p['keep']), record['to'])
             self.pruned = list(self.rm.pruned)
             self._record_settings()
+            from ansible_collections.redbutton.deploy.plugins.module_utils._button import install_button
             try:
                 self.button = install_button(self.root, check_mode=self.check_mode)
             except RedbuttonError as exc:
@@ -1064,6 +1088,7 @@ class Transition(object):
                 'compared. Name one with -e redbutton_verify_baseline=NAME (see %s).'
                 % (self.current or 'the current release', os.path.join(state_dir(self.root), 'baselines')))}
             return 'skipped', self.compare['msg']
+        from ansible_collections.redbutton.deploy.plugins.module_utils._baseline import Baseline
         with _Environ(self.migrations):
             found = Baseline(self.root, name, host=self.host, verify_content=self.p['baseline_verify_content']).compare()
         self.compare = {'name': name, 'matched': not found['differences'], 'differences': found['differences'],

@@ -343,7 +343,6 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._common import Re
 from ansible_collections.redbutton.deploy.plugins.module_utils._hosts import run_module
 from ansible_collections.redbutton.deploy.plugins.module_utils._migrate import ENGINES, Migrator, diff_of, new_backend
 from ansible_collections.redbutton.deploy.plugins.module_utils._migrate_backend import DEFAULT_HISTORY_TABLE
-from ansible_collections.redbutton.deploy.plugins.module_utils._migrate_postgresql import HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR
 
 ARGUMENT_SPEC = dict(
     engine=dict(type='str', choices=list(ENGINES), default='sqlite'),
@@ -363,8 +362,11 @@ ARGUMENT_SPEC = dict(
 def main():
     module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     params = module.params
-    if params['engine'] == 'postgresql' and not HAS_PSYCOPG:
-        module.fail_json(msg=missing_required_lib('psycopg (version 3)'), exception=PSYCOPG_IMPORT_ERROR)
+    if params['engine'] == 'postgresql':
+        # Imported here: psycopg takes a third of a second to import, and SQLite does not need it.
+        from ansible_collections.redbutton.deploy.plugins.module_utils._migrate_postgresql import HAS_PSYCOPG, PSYCOPG_IMPORT_ERROR
+        if not HAS_PSYCOPG:
+            module.fail_json(msg=missing_required_lib('psycopg (version 3)'), exception=PSYCOPG_IMPORT_ERROR)
     run_module(module, lambda: migrate(module))
 
 

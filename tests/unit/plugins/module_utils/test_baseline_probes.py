@@ -9,11 +9,11 @@ __metaclass__ = type
 
 import os
 import sqlite3
+import sys
 import uuid
 
 import pytest
 
-from ansible_collections.redbutton.deploy.plugins.module_utils import _baseline_probes as probes
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
 from ansible_collections.redbutton.deploy.plugins.module_utils._baseline_probes import (
     ProbeError, adjust_probe, as_number, build_probe, mask_conninfo, normalize_probe,
@@ -166,8 +166,8 @@ def test_sql_no_loss_refuses_text_at_capture(sqlite_db):
 
 
 def test_postgresql_without_psycopg_says_what_to_install(monkeypatch):
-    monkeypatch.setattr(probes, 'psycopg', None)
-    monkeypatch.setattr(probes, 'PSYCOPG_IMPORT_ERROR', "ModuleNotFoundError: No module named 'psycopg'")
+    # None in sys.modules makes `import psycopg` fail as on a host without it.
+    monkeypatch.setitem(sys.modules, 'psycopg', None)
     probe = build_probe(normalize_probe({'name': 'pg', 'sql': 'SELECT 1', 'engine': 'postgresql', 'database': 'dbname=x'}, 'p'))
     with pytest.raises(ProbeError) as info:
         probe.measure(None)

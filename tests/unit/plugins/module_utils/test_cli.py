@@ -519,3 +519,21 @@ def test_a_press_that_was_killed_after_the_switch_is_finished_by_the_next(tmp_pa
     assert statuses(root) == {'v1': 'ok', 'v2': 'rolled_back'}
     assert ledger(root).get('transition') is None
     assert not os.path.exists(os.path.join(root, '.redbutton', 'lock'))
+
+
+def test_a_press_loads_only_what_its_rollback_uses(tmp_path):
+    """The installed command, run as a user runs it: it compares the baseline (so the baseline
+    engine loads), but a rollback without PostgreSQL migrations, archives or HTTP checks loads
+    neither psycopg (a third of a second) nor the archive readers, the migrate engine or ssl."""
+    root = engine_root(tmp_path)
+    command = os.path.join(root, '.redbutton', 'bin', 'redbutton')
+    proc = subprocess.run([sys.executable, '-X', 'importtime', command, 'rollback', '--yes', '--json'], capture_output=True,
+                          text=True, check=False, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    answer = json.loads(proc.stdout)
+    assert answer['compare']['matched'] is True and current(root) == 'v1'
+    loaded = set(line.split('|')[-1].strip() for line in proc.stderr.splitlines() if line.startswith('import time:'))
+    utils = 'ansible_collections.redbutton.deploy.plugins.module_utils.'
+    assert utils + '_baseline' in loaded and utils + '_transition' in loaded
+    unneeded = ['psycopg', 'tarfile', 'zipfile', 'ssl', 'sqlite3', utils + '_migrate', utils + '_feature', utils + '_button']
+    assert not sorted(loaded & set(unneeded))

@@ -19,6 +19,7 @@ import pytest
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.redbutton.deploy.plugins.modules import migrate as migrate_module
+from ansible_collections.redbutton.deploy.plugins.module_utils import _migrate_postgresql
 
 try:
     import psycopg
@@ -128,7 +129,7 @@ def test_bad_input_is_refused_by_the_argument_spec_or_with_a_clear_message(capsy
 
 
 def test_missing_psycopg_is_reported_as_a_missing_library(capsys, monkeypatch):
-    monkeypatch.setattr(migrate_module, 'HAS_PSYCOPG', False)
+    monkeypatch.setattr(_migrate_postgresql, 'HAS_PSYCOPG', False)
     rc, result = call(capsys, dict(engine='postgresql', database='dbname=x', path=PORTABLE))
     assert rc == 1 and 'psycopg' in result['msg'] and 'Failed to import the required Python library' in result['msg']
 
