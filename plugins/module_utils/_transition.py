@@ -722,6 +722,10 @@ class Transition(object):
         self.lock = self.rm.lock
         if result['up_to_date']:
             self.outcome = 'up_to_date'
+            if self.p.get('_plan') and self.check_mode:
+                # The runbook playbook documents the release already current too (a rollout has nothing to write).
+                with _Environ(self.migrations):
+                    self.plan_facts = plan_facts(self)
             return 'ok', '%s is current, ok and identical: nothing to roll out' % self.release
         if not self.check_mode:
             read_release_toggles(release_path(self.root, self.release))  # a malformed declaration is refused before the switch
