@@ -276,7 +276,7 @@ options:
       - The runbook of a rollout (see docs/runbook.md), written with no module call of its own. With it, the stage step of a
         rollout returns its plan; the controller side of this module renders the runbook from O(runbook.template), writes the
         controller copy C(<app>-<release>.md) and its JSON twin into O(runbook.dir), and returns the rendered files as
-        RV(runbook.files). Give them to the next call of the rollout as O(runbook.files): its engine writes them into
+        RV(runbook.files). Give them to the next call of the rollout as O(runbook.files) - its engine writes them into
         C(<root>/.redbutton/runbooks/<release>.md) and C(.json), atomically, before its first step (migrate or switch).
       - The C(redbutton.deploy.rollout) role and the C(redbutton.deploy.runbook) playbook set it.
     type: dict
