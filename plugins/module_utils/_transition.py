@@ -1215,11 +1215,10 @@ class Transition(object):
             'notes': self.notes,
             'toggles': self.toggles,
             'button': self.button,
+            'runbook': self.runbook,
         }
         if self.plan_facts is not None:
             result['plan'] = self.plan_facts
-        if self.runbook is not None:
-            result['runbook'] = self.runbook
         if self.diff:
             result['diff'] = {'before': self.before, 'after': self._snapshot()}
         return result

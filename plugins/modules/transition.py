@@ -473,8 +473,10 @@ locked:
 runbook:
   description:
     - With O(runbook) - after the stage call, where the runbook is and the rendered files for the next call; after the call
-      that wrote it on the host, where it is and whether it changed. V(null) when a template or directory failed (see the warning).
-  returned: when O(runbook) was given and the call wrote or rendered a runbook
+      that wrote it on the host, where it is and whether it changed.
+    - V(null) when this call neither rendered nor wrote one (no O(runbook), another step, check mode), or when a template or
+      directory failed (see the warning).
+  returned: always
   type: dict
   contains:
     path:

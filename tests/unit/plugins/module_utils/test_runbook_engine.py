@@ -95,7 +95,7 @@ def test_a_runbook_that_cannot_be_written_is_a_warning_and_the_rollout_goes_on(e
     done = env.run(direction='rollout', steps=['switch', 'restart', 'verify', 'finish'], release='v2',
                    runbook={'files': files_for('v2')})
     assert done['outcome'] == 'rolled_out' and statuses(env.root) == {'v1': 'ok', 'v2': 'ok'}
-    assert 'runbook' not in done
+    assert done['runbook'] is None
     assert [w for w in env.host.warnings if w.startswith('the runbook of v2 could not be written on the host')
             and w.endswith('the rollout goes on')], env.host.warnings
 
@@ -106,10 +106,10 @@ def test_check_mode_and_files_of_another_release_write_nothing(env):
     before = ledger_bytes(env.root)
     checked = env.run(check_mode=True, direction='rollout', steps=['switch', 'restart', 'verify', 'finish'], release='v2',
                       runbook={'files': files_for('v2')})
-    assert 'runbook' not in checked and ledger_bytes(env.root) == before
+    assert checked['runbook'] is None and ledger_bytes(env.root) == before
     stale = env.run(direction='rollout', steps=['switch', 'restart', 'verify', 'finish'], release='v2',
                     runbook={'files': files_for('v1')})
-    assert stale['outcome'] == 'rolled_out' and 'runbook' not in stale
+    assert stale['outcome'] == 'rolled_out' and stale['runbook'] is None
     assert not os.path.exists(os.path.join(state_dir(env.root), 'runbooks'))
 
 
