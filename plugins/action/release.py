@@ -110,10 +110,18 @@ class ActionModule(ActionBase):
         """Whether this call stages an artifact given on the controller."""
         return bool(args.get('src')) and not boolean(args.get('remote_src', False), strict=False) and not is_url(args['src'])
 
+    def _upload_in_check_mode(self, args):  # pylint: disable=unused-argument
+        """Whether this call needs the artifact on the host even in check mode (never, here)."""
+        return False
+
     @staticmethod
     def _probe_defaults(args):
         if not args.get('state'):
             args['state'] = 'staged'  # the module's default with src; the probe carries no src
+
+    def _module_args(self, task_vars):  # pylint: disable=unused-argument
+        """The module's parameters, from the task's."""
+        return dict(self._task.args)
 
     def _same_machine(self):
         """Whether the module runs on the controller as the same user (local connection, no
@@ -132,7 +140,7 @@ class ActionModule(ActionBase):
             task_vars = {}
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        args = dict(self._task.args)
+        args = self._module_args(task_vars)
         if args.get('lock_owner') and '_controller' not in args:
             # The run that takes the lock: this worker's parent is the ansible-playbook process, so
             # the next run can tell whether the holder is still alive when it runs from this machine.
@@ -177,15 +185,19 @@ class ActionModule(ActionBase):
                 args['_content'] = self._validate(artifact)
             args.update(checksum=artifact.checksum, _checksum_of=artifact.checksum_of, _source=found, remote_src=True)
             self._probe_defaults(args)
-            probe = dict(args, _probe=True)
-            probe.pop('src', None)
-            answer = self._execute_module(module_name=self.MODULE, module_args=probe, task_vars=task_vars)
-            if answer.get('needs_content') and not answer.get('failed'):
-                # The id is staged from other bytes: the content digest, read here, tells a rebuilt
-                # artifact of the same files (a no-op) from other content (refused), without an upload.
-                args['_content'] = probe['_content'] = self._validate(artifact)
+            upload_anyway = self._task.check_mode and self._upload_in_check_mode(args)
+            if upload_anyway:
+                answer = {'needs_src': True}
+            else:
+                probe = dict(args, _probe=True)
+                probe.pop('src', None)
                 answer = self._execute_module(module_name=self.MODULE, module_args=probe, task_vars=task_vars)
-            if answer.get('failed') or not answer.get('needs_src') or self._task.check_mode:
+                if answer.get('needs_content') and not answer.get('failed'):
+                    # The id is staged from other bytes: the content digest, read here, tells a rebuilt
+                    # artifact of the same files (a no-op) from other content (refused), without an upload.
+                    args['_content'] = probe['_content'] = self._validate(artifact)
+                    answer = self._execute_module(module_name=self.MODULE, module_args=probe, task_vars=task_vars)
+            if answer.get('failed') or not answer.get('needs_src') or (self._task.check_mode and not upload_anyway):
                 answer.pop('needs_src', None)
                 answer.pop('needs_content', None)
                 result.update(answer)

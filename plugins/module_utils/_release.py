@@ -59,6 +59,7 @@ TRASH_PREFIX = '.trash-'
 # killed in between leaves it; the next run knows the unrecorded releases/<id> is its own and replaces it.
 PENDING_PREFIX = '.pending-'
 BASELINES_DIR = 'baselines'  # under .redbutton (see _baseline.BASELINE_DIR)
+RUNBOOKS_DIR = 'runbooks'  # under .redbutton (see _runbook.RUNBOOKS)
 # last_switch reasons that mean "this switch undid a release" (see the `once` option).
 ROLLBACK_REASONS = ('rollback', 'auto_rollback')
 
@@ -757,6 +758,18 @@ class ReleaseManager(object):
         self.changed = True
         if not self.check_mode:
             self._remove_baselines(release_id, baseline)
+            self._remove_runbook(release_id)
+
+    def _remove_runbook(self, release_id):
+        """Remove the runbook a rollout wrote for a removed release (.md and its JSON twin); a failure is a
+        warning, like a leftover baseline."""
+        for ext in ('.md', '.json'):
+            path = os.path.join(state_dir(self.root), RUNBOOKS_DIR, release_id + ext)
+            try:
+                if os.path.lexists(path):
+                    os.unlink(path)
+            except OSError as exc:
+                self.warn(describe_os_error('removing the runbook of the removed release %s' % release_id, path, exc))
 
     def _remove_baselines(self, release_id, named=None):
         """Remove the baselines that belong to a removed release: before-<id>, and the one its

@@ -1,18 +1,22 @@
 # -*- coding: utf-8 -*-
 # Copyright: redbutton.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The runbook of one release: the facts the runbook playbook gathered from each host, turned
-into a plan per host and groups of hosts whose plan is identical.
+"""The runbook of one release: the plan facts the transition engine gathered on each host,
+turned into a plan per host and groups of hosts whose plan is identical.
 
-Input per host (read-only module results, gathered by playbooks/runbook.yml):
-  host, app, root, artifact, checksum (given), info (release_info), stage (release in check mode),
-  migrate (migrate in check mode, or None), migrations (the settings, no password), migrate_when,
-  baseline (baseline capture in check mode, or None), health_checks, service, shared_paths,
-  auto_rollback.
+On the host (the engine, hidden option _plan of a rollout's stage step): ``plan_facts`` gathers
+  root, info (the ledger before staging: current, releases, lock), stage (the release and whether
+  this call staged it), migrate (the migrations planned in check mode, or None), migrations (the
+  settings, no password), migrate_when, baseline (the baseline recorded before the switch, or
+  measured in check mode), health_checks, service, shared_paths, auto_rollback;
+  ``write_on_host`` writes the rendered runbook under <root>/.redbutton/runbooks atomically.
+On the controller (the transition action plugin) the facts get host, app, artifact and checksum
+(given), and ``build_runbook`` makes the runbook's facts for the template and the JSON twin;
+``merge_runbooks`` adds a host to the controller copy of the same run.
 Shared context: inventory (list of sources), extra (the -e values the commands repeat), generated_at.
 
 Every sentence a template needs is derived here, from the plan, so the markdown and its JSON
-twin say the same thing. Runs on the controller (a filter plugin); stdlib only.
+twin say the same thing. Stdlib only.
 
 Private to the collection.
 """
@@ -22,11 +26,17 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
+import os
+import shutil
+import tempfile
 
-from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
+from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError, atomic_write_bytes, state_dir
 
 SCHEMA = 1
 RUNBOOK_DIR = '.redbutton/runbooks'
+RUNBOOKS = 'runbooks'  # under <root>/.redbutton
+# Keys of a host's facts that only the controller knows (the rest comes from the engine's plan).
+CONTROLLER_KEYS = ('host', 'app', 'artifact', 'checksum')
 ON_HOST_COMMAND = '.redbutton/bin/redbutton'
 # Replaced by the hosts a plan applies to (one host, or a group of identical hosts).
 HOSTS = '@HOSTS@'
@@ -403,3 +413,141 @@ def build_runbook(raw_hosts, context):
 def _with_hosts(plan, hosts):
     """The plan with HOSTS in its commands replaced by the hosts it applies to."""
     return json.loads(json.dumps(plan).replace(HOSTS, ','.join(hosts)))
+
+
+# -- on the host: the plan facts (stage step with _plan) and the files ------------------------------
+def runbook_paths(root, release):
+    """Where a release's runbook lives on the host: <root>/.redbutton/runbooks/<release>.md and .json."""
+    directory = os.path.join(state_dir(root), RUNBOOKS)
+    return os.path.join(directory, release + '.md'), os.path.join(directory, release + '.json')
+
+
+def plan_facts(engine):
+    """What a runbook is written from, read on the host by a rollout's stage step: the ledger before
+    staging, the release, the migrations planned in check mode, the baseline recorded before the switch
+    (measured, not written, in check mode) and the settings. ``engine`` is the Transition after staging."""
+    p = engine.p
+    stage = engine.stage or {}
+    release = engine.release
+    created = bool(stage.get('created'))
+    releases = [dict(id=entry['id'], status=entry.get('status'), metadata=entry.get('metadata') or {})
+                for entry in engine.ledger.ordered() if not (created and entry['id'] == release)]
+    migrations = dict(engine.migrations or {})
+    migrations.pop('login_password', None)
+    return dict(
+        root=engine.root,
+        info=dict(exists=os.path.isdir(state_dir(engine.root)), current=stage.get('current_before'), releases=releases,
+                  lock=_foreign_lock(engine)),
+        stage=dict(release=release, created=created, up_to_date=bool(stage.get('up_to_date')), checksum=stage.get('checksum')),
+        migrate=plan_migrations(engine, release) if engine.migrations else None,
+        migrations=migrations,
+        migrate_when=p.get('migrate_when') or 'before_switch',
+        baseline=_baseline_facts(engine),
+        health_checks=[dict((k, v) for k, v in check.items() if k in ('name', 'url', 'port', 'host', 'command') and v is not None)
+                       for check in engine.checks],
+        service=dict(engine.service or {}),
+        shared_paths=list(p.get('shared_paths') or []),
+        auto_rollback=bool(p.get('revert', True)),
+    )
+
+
+def _foreign_lock(engine):
+    """The lock as an operator must know it: None when this call holds it (a rollout) or nobody does."""
+    if engine.p.get('lock_owner'):
+        return None
+    from ansible_collections.redbutton.deploy.plugins.module_utils._lock import DeployLock
+    try:
+        return DeployLock(engine.root).read()
+    except RedbuttonError as exc:
+        return dict(error=str(exc))
+
+
+def _baseline_facts(engine):
+    """The baseline the rollout records before it switches: captured by this call (or measured in check
+    mode), or recorded by the interrupted run this one goes on with."""
+    if getattr(engine, 'captured', None):
+        return dict(baseline=engine.captured['baseline'])
+    name = (engine.record or {}).get('baseline')
+    if not name:
+        return None
+    from ansible_collections.redbutton.deploy.plugins.module_utils._baseline import Baseline, summarise_document
+    return dict(baseline=summarise_document(Baseline(engine.root, name).load()))
+
+
+def plan_migrations(engine, release):
+    """The migrations of ``release`` planned in check mode (nothing is applied). A release not staged yet
+    (check mode) is unpacked into a scratch root first: the real root is not touched."""
+    from ansible_collections.redbutton.deploy.plugins.module_utils._migrate import Migrator, new_backend
+    from ansible_collections.redbutton.deploy.plugins.module_utils._release import ReleaseManager, release_path
+    settings = engine.migrations
+    base = engine.root
+    scratch = None
+    try:
+        if not os.path.isdir(release_path(engine.root, release)):
+            if not engine.p.get('src'):
+                raise RedbuttonError('the migrations of %s cannot be planned: the release is not staged in %s and no src was '
+                                     'given' % (release, engine.root))
+            scratch = tempfile.mkdtemp(prefix='redbutton-runbook-')
+            params = engine._rm_params(with_stage=True)  # pylint: disable=protected-access
+            params.update(root=scratch, release=release, lock_owner=None, unlock_if_current=False, _probe=False,
+                          _content=None, _controller=None, metadata={}, shared_paths=[], actor=None, run_id=None)
+            ReleaseManager(params, check_mode=False, warn=engine.host.warn).run()
+            base = scratch
+        folder = os.path.join(release_path(base, release), settings['path'])
+        backend = new_backend(settings.get('engine') or 'sqlite', settings['database'], run_command=engine.host.run_command,
+                              password=settings.get('login_password'))
+        migrator = Migrator(backend, folder, target=settings.get('target') or 'latest',
+                            root=engine.root if os.path.isdir(state_dir(engine.root)) else None,
+                            allow_data_loss=settings.get('allow_data_loss'), backup=settings.get('backup', True), check_mode=True)
+        result = migrator.run()
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    keep = ('engine', 'database', 'history_table', 'path', 'version_before', 'version_after', 'target', 'latest')
+    planned = dict((key, result.get(key)) for key in keep)
+    planned['applied'] = [dict((k, v) for k, v in step.items() if k != 'sql') for step in result.get('applied') or []]
+    return planned
+
+
+def write_on_host(root, release, files, check_mode=False):
+    """Write a rendered runbook ({markdown, json}) under <root>/.redbutton/runbooks, each file atomically;
+    a file with the same content is left alone. Returns {path, json, changed}."""
+    markdown, twin = runbook_paths(root, release)
+    changed = False
+    for path, text in ((markdown, files.get('markdown')), (twin, files.get('json'))):
+        if text is None:
+            continue
+        data = text.encode('utf-8')
+        try:
+            with open(path, 'rb') as handle:
+                same = handle.read() == data
+        except (IOError, OSError):
+            same = False
+        if not same:
+            changed = True
+            if not check_mode:
+                atomic_write_bytes(path, data, label='runbook')
+    return dict(path=markdown, json=twin, changed=changed)
+
+
+# -- on the controller: one host's facts, and the copy of a whole run ----------------------------------
+def host_facts(plan, host, app=None, artifact=None, checksum=None):
+    """The engine's plan of one host with what only the controller knows (a URL's credentials removed)."""
+    raw = dict(plan)
+    text = str(artifact or '')
+    lowered = text.lower()
+    if lowered.startswith(('http://', 'https://')) and '@' in text.split('://', 1)[1].split('/', 1)[0]:
+        scheme, rest = text.split('://', 1)
+        text = '%s://%s' % (scheme, rest.split('@', 1)[1])
+    raw.update(host=host, app=app, artifact=text, checksum=checksum or '')
+    return raw
+
+
+def merge_hosts(kept, raw, run_id):
+    """The hosts of the controller copy after ``raw``: those this run wrote before (its other hosts and
+    batches), then this one. A copy from another run is replaced."""
+    hosts = {}
+    if isinstance(kept, dict) and kept.get('run') == run_id and isinstance(kept.get('hosts'), dict):
+        hosts.update(kept['hosts'])
+    hosts[raw['host']] = raw
+    return dict(run=run_id, hosts=hosts)

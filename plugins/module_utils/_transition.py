@@ -62,6 +62,7 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._release import (
     read_current,
     release_path,
 )
+from ansible_collections.redbutton.deploy.plugins.module_utils._runbook import plan_facts, write_on_host
 
 DIRECTIONS = ('rollout', 'rollback', 'auto_rollback', 'verify')
 STEPS = ('stage', 'switch', 'migrate', 'restart', 'verify', 'compare', 'finish')
@@ -141,6 +142,13 @@ TRANSITION_ARGUMENT_SPEC = dict(
     lock_timeout=dict(type='float', default=0),
     lock_ttl=dict(type='int', default=DEFAULT_TTL),
     run_id=dict(type='str'),
+    # The runbook (docs/runbook.md): the controller side (action plugin) reads dir, template, app and extra;
+    # the engine writes files on the host before the first change of a rollout.
+    runbook=dict(type='dict', options=dict(
+        dir=dict(type='str'), template=dict(type='str'), app=dict(type='str'), extra=dict(type='dict', default={}),
+        on_error=dict(type='str', choices=['warn', 'fail'], default='warn'),
+        in_check_mode=dict(type='str', choices=['skip', 'write'], default='skip'), files=dict(type='dict'))),
+    _plan=dict(type='bool', default=False),
 )
 for _key in _STAGE_KEYS:
     TRANSITION_ARGUMENT_SPEC[_key] = RELEASE_ARGUMENT_SPEC[_key]
@@ -330,6 +338,9 @@ class Transition(object):
         self.auto_failure = None
         self.toggles = None
         self.button = None
+        self.captured = None
+        self.plan_facts = None
+        self.runbook = None
 
     # -- input ------------------------------------------------------------------------------
     def _validate(self):
@@ -385,6 +396,7 @@ class Transition(object):
             if answer is not None:
                 return answer
             self._check_continuity()
+            self._write_runbook()
             for step in self.plan:
                 if self.outcome in ('up_to_date', 'already_back') and step not in ('verify',):
                     continue
@@ -726,6 +738,10 @@ class Transition(object):
         self.lock = self.rm.lock
         if result['up_to_date']:
             self.outcome = 'up_to_date'
+            if self.p.get('_plan') and self.check_mode:
+                # The runbook playbook documents the release already current too (a rollout has nothing to write).
+                with _Environ(self.migrations):
+                    self.plan_facts = plan_facts(self)
             return 'ok', '%s is current, ok and identical: nothing to roll out' % self.release
         if not self.check_mode and _has_toggles(release_path(self.root, self.release)):
             from ansible_collections.redbutton.deploy.plugins.module_utils._feature import read_release_toggles
@@ -748,6 +764,9 @@ class Transition(object):
                               created=result['created'])
         note = self._capture()
         self._save()
+        if self.p.get('_plan'):
+            with _Environ(self.migrations):
+                self.plan_facts = plan_facts(self)
         if result['created'] or self.ledger.modified:
             return 'changed', note
         return 'ok', note
@@ -758,14 +777,32 @@ class Transition(object):
         if not self.p['baseline'] or not source or record.get('baseline') or self.current != source:
             return ''
         name = 'before-%s' % self.release
-        if self.check_mode:
+        if self.check_mode and not self.p.get('_plan'):
             return 'would record baseline %s of %s' % (name, source)
         from ansible_collections.redbutton.deploy.plugins.module_utils._baseline import Baseline
         with _Environ(self.migrations):
-            Baseline(self.root, name, host=self.host).capture(rollout_probes(self.p, self.service, self.checks))
+            # Kept for the runbook's plan; in check mode (the runbook playbook) measured, not written.
+            self.captured = Baseline(self.root, name, host=self.host, check_mode=self.check_mode).capture(
+                rollout_probes(self.p, self.service, self.checks))
+        if self.check_mode:
+            return 'would record baseline %s of %s' % (name, source)
         record['baseline'] = name
         self.ledger.merge_metadata(self.release, {'baseline': name, 'baseline_of': source})
         return 'recorded baseline %s of %s' % (name, source)
+
+    def _write_runbook(self):
+        """The first call after a rollout's stage step writes the runbook its controller rendered from the stage
+        step's plan, before any step that changes what serves (migrate, switch). Documentation never stops a
+        rollout: a runbook that cannot be written is a warning."""
+        files = (self.p.get('runbook') or {}).get('files')
+        if not files or self.direction != 'rollout' or self.record is None or self.check_mode \
+                or files.get('release') != self.record.get('to'):
+            return
+        try:
+            self.runbook = write_on_host(self.root, self.record['to'], files)
+        except (RedbuttonError, IOError, OSError) as exc:
+            self.host.warn('the runbook of %s could not be written on the host (%s); the rollout goes on'
+                           % (self.record['to'], exc))
 
     def _switch(self):
         record = self.record
@@ -1203,7 +1240,10 @@ class Transition(object):
             'notes': self.notes,
             'toggles': self.toggles,
             'button': self.button,
+            'runbook': self.runbook,
         }
+        if self.plan_facts is not None:
+            result['plan'] = self.plan_facts
         if self.diff:
             result['diff'] = {'before': self.before, 'after': self._snapshot()}
         return result

@@ -271,6 +271,51 @@ options:
   run_id:
     description: An id of the whole run, decided once on the controller; recorded on every ledger event and on the transition.
     type: str
+  runbook:
+    description:
+      - The runbook of a rollout (see docs/runbook.md), written with no module call of its own. With it, the stage step of a
+        rollout returns its plan; the controller side of this module renders the runbook from O(runbook.template), writes the
+        controller copy C(<app>-<release>.md) and its JSON twin into O(runbook.dir), and returns the rendered files as
+        RV(runbook.files). Give them to the next call of the rollout as O(runbook.files) - its engine writes them into
+        C(<root>/.redbutton/runbooks/<release>.md) and C(.json), atomically, before its first step (migrate or switch).
+      - The C(redbutton.deploy.rollout) role and the C(redbutton.deploy.runbook) playbook set it.
+    type: dict
+    suboptions:
+      dir:
+        description:
+          - The directory on the controller for the copy and its JSON twin (every host of the run in one file). A relative
+            path starts where ansible-playbook runs. Empty writes no controller copy.
+        type: str
+      template:
+        description: A Jinja2 template on the controller; it gets C(runbook), the facts of the JSON twin. Empty is the collection's.
+        type: str
+      app:
+        description: The application's name, the start of the controller copy's file name.
+        type: str
+      extra:
+        description: The C(-e) values every command of the runbook repeats, for example C(redbutton_app).
+        type: dict
+        default: {}
+      on_error:
+        description:
+          - What a missing template, a template that fails to render or a directory that cannot be written does.
+          - V(warn) (a rollout) - a warning, and the call goes on (what could be written is).
+          - V(fail) - the task fails, before the host is read when it can tell then, and before anything is written.
+        type: str
+        choices: [warn, fail]
+        default: warn
+      in_check_mode:
+        description: V(write) renders and writes the controller copy also in check mode (the runbook playbook); V(skip) writes nothing then.
+        type: str
+        choices: [skip, write]
+        default: skip
+      files:
+        description: The rendered files the stage call returned (RV(runbook.files)), for the next call to write on the host.
+        type: dict
+  _plan:
+    description: Internal, set by the action plugin (the stage step returns the plan the runbook is written from).
+    type: bool
+    default: false
   _probe:
     description: Internal, set by the action plugin.
     type: bool
@@ -425,6 +470,33 @@ locked:
   description: Whether this call's owner still holds the deploy lock.
   returned: always
   type: bool
+runbook:
+  description:
+    - With O(runbook) - after the stage call, where the runbook is and the rendered files for the next call; after the call
+      that wrote it on the host, where it is and whether it changed.
+    - V(null) when this call neither rendered nor wrote one (no O(runbook), another step, check mode), or when a template or
+      directory failed (see the warning).
+  returned: always
+  type: dict
+  contains:
+    path:
+      description: The markdown on the host, C(<root>/.redbutton/runbooks/<release>.md).
+      type: str
+    json:
+      description: Its JSON twin on the host.
+      type: str
+    controller:
+      description: The controller copy (stage call only), or V(null) without O(runbook.dir) or when it could not be written.
+      type: str
+    controller_json:
+      description: Its JSON twin on the controller (stage call only).
+      type: str
+    files:
+      description: The rendered files (C(release), C(markdown), C(json)) for the next call (stage call only).
+      type: dict
+    changed:
+      description: Whether the host's files were written (the call that wrote them).
+      type: bool
 button:
   description:
     - The on-host command C(<root>/.redbutton/bin/redbutton), installed or updated by the finish step of a rollout.

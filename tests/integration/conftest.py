@@ -95,10 +95,11 @@ class Site(object):
         return ['-e', '@' + path]
 
     def playbook(self, name, *extra, rc=0, plain=False, cwd=None):
-        """Run a playbook with the sample app's variables, or with plain=True only with the arguments given."""
+        """Run a playbook with the sample app's variables, or with plain=True only with the arguments given.
+        It runs in the test's directory (a rollout's runbook goes into ./runbooks there) unless cwd says otherwise."""
         args = [name] + ([] if plain else self.base_args()) + list(extra)
         proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'ansible-playbook')] + args,
-                              env=self.env, capture_output=True, text=True, check=False, cwd=cwd)
+                              env=self.env, capture_output=True, text=True, check=False, cwd=cwd or str(self.tmp))
         run = Run(args, proc)
         if rc is not None:
             assert run.rc == rc, run
