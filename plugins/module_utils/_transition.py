@@ -62,7 +62,6 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._release import (
     read_current,
     release_path,
 )
-from ansible_collections.redbutton.deploy.plugins.module_utils._runbook import plan_facts, write_on_host
 
 DIRECTIONS = ('rollout', 'rollback', 'auto_rollback', 'verify')
 STEPS = ('stage', 'switch', 'migrate', 'restart', 'verify', 'compare', 'finish')
@@ -741,6 +740,7 @@ class Transition(object):
             if self.p.get('_plan') and self.check_mode:
                 # The runbook playbook documents the release already current too (a rollout has nothing to write).
                 with _Environ(self.migrations):
+                    from ansible_collections.redbutton.deploy.plugins.module_utils._runbook import plan_facts  # only a rollout with a runbook
                     self.plan_facts = plan_facts(self)
             return 'ok', '%s is current, ok and identical: nothing to roll out' % self.release
         if not self.check_mode and _has_toggles(release_path(self.root, self.release)):
@@ -766,6 +766,7 @@ class Transition(object):
         self._save()
         if self.p.get('_plan'):
             with _Environ(self.migrations):
+                from ansible_collections.redbutton.deploy.plugins.module_utils._runbook import plan_facts  # only a rollout with a runbook
                 self.plan_facts = plan_facts(self)
         if result['created'] or self.ledger.modified:
             return 'changed', note
@@ -799,6 +800,7 @@ class Transition(object):
                 or files.get('release') != self.record.get('to'):
             return
         try:
+            from ansible_collections.redbutton.deploy.plugins.module_utils._runbook import write_on_host  # only a rollout with a runbook
             self.runbook = write_on_host(self.root, self.record['to'], files)
         except (RedbuttonError, IOError, OSError) as exc:
             self.host.warn('the runbook of %s could not be written on the host (%s); the rollout goes on'
