@@ -342,7 +342,6 @@ def happened(item, fleet_rollback=True):
         text += '; ' + back
     elif item.get('moved') and item.get('before') is None:
         text += '; no release before this run to go back to: left on %s' % item.get('now')
-    elif item.get('moved') and item.get('before') != item.get('now') and outcome != 'failed':
-        text += '; left on %s: %s' % (item.get('now'), 'redbutton_fleet_rollback is false' if not fleet_rollback
-                                       else 'not put back')
+    elif not fleet_rollback and item.get('moved') and item.get('before') != item.get('now'):
+        text += '; left on %s: redbutton_fleet_rollback is false' % item.get('now')
     return text

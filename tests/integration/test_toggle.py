@@ -85,7 +85,7 @@ def test_flip_bad_flip_reverts_everywhere_previous(fleet):
       '-e', '{"redbutton_service": {"manager": "systemd"}}'], 'redbutton_feature_reload needs redbutton_service.name'),
 ])
 def test_bad_settings_change_no_host(bare_fleet, extra, message):
-    run = bare_toggle(fleet, *extra, rc=2)
+    run = toggle(bare_fleet, *extra, rc=2)
     assert message in run.output and 'Nothing was changed' in run.output, run
     for site in bare_fleet.sites.values():
         assert not os.path.exists(site.root), 'a host was changed'
