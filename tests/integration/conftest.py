@@ -179,3 +179,50 @@ def content_id(path):
         sys.path.insert(0, COLLECTIONS)
     from ansible_collections.redbutton.deploy.plugins.module_utils._archive import open_source  # pylint: disable=import-error
     return 'sha256-' + open_source(path).scan().split(':', 1)[1][:12]
+
+
+class Fleet(object):
+    """Hosts web1, web2, ... on localhost: one application root and one app (port) each, one inventory naming
+    them all, the sample app's variables as group vars (so each host's root and port win).
+
+    web1's health check only looks at the port: it passes even while /health says 500 (the broken v3, or the
+    break_health toggle), so a failure comes in the second wave, after web1 was changed."""
+
+    def __init__(self, tmp_path, artifacts, names=('web1', 'web2')):
+        self.tmp = tmp_path
+        self.sites = {}
+        for name in names:
+            (tmp_path / name).mkdir()
+            self.sites[name] = Site(tmp_path / name, artifacts)
+        self.inventory = str(tmp_path / 'fleet.json')
+        with open(os.path.join(EXAMPLES, 'sample-app.yml'), encoding='utf-8') as handle:
+            shared_vars = handle.read()
+        hosts = {}
+        for name, site in self.sites.items():
+            hosts[name] = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,
+                           'redbutton_root': site.root, 'app_port': site.port}
+        hosts['web1']['redbutton_health_checks'] = [{'name': 'port', 'port': self.sites['web1'].port}]
+        with open(self.inventory, 'w', encoding='utf-8') as handle:
+            json.dump({'all': {'hosts': hosts}}, handle)
+        (tmp_path / 'group_vars').mkdir()
+        (tmp_path / 'group_vars' / 'all.yml').write_text(shared_vars)
+
+    def playbook(self, name, *extra, rc=0):
+        """Run a collection playbook against the whole inventory (-e redbutton_hosts=... narrows it)."""
+        return self.sites['web1'].playbook(name, '-i', self.inventory, '-e', 'app_python=%s' % sys.executable,
+                                           '-e', 'redbutton_actor=pytest', *extra, rc=rc, plain=True)
+
+    def vars_file(self, name, data):
+        return self.sites['web1'].vars_file(name, data)
+
+    def stop(self):
+        for site in self.sites.values():
+            site.stop_app()
+
+
+@pytest.fixture
+def bare_fleet(tmp_path, artifacts):
+    """web1 and web2, nothing rolled out yet."""
+    fleet = Fleet(tmp_path, artifacts)
+    yield fleet
+    fleet.stop()

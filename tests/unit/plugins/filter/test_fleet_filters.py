@@ -1,0 +1,54 @@
+# -*- coding: utf-8 -*-
+# Copyright: redbutton.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The filters the wave playbooks call: fleet_problems (every setting at once, as the playbooks pass
+them), fleet_before and fleet_table, through their FilterModule as Ansible loads them."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import pytest
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.redbutton.deploy.plugins.filter.fleet_before import FilterModule as Before
+from ansible_collections.redbutton.deploy.plugins.filter.fleet_problems import FilterModule as Problems
+from ansible_collections.redbutton.deploy.plugins.filter.fleet_table import FilterModule as Table
+
+fleet_problems = Problems().filters()['fleet_problems']
+fleet_before = Before().filters()['fleet_before']
+fleet_table = Table().filters()['fleet_table']
+
+
+def settings(**values):
+    base = {'waves': None, 'serial': None, 'gates': None, 'gate_pause': 0, 'fleet_rollback': None, 'inventory': ['web1', 'web2']}
+    base.update(values)
+    return base
+
+
+def test_defaults_have_no_problem():
+    assert fleet_problems(settings()) == []
+    assert fleet_problems(settings(waves=[1, '50%'], gates=[{'name': 'e', 'kind': 'metric', 'command': 'echo 0', 'max': 0,
+                                                             'run_on': 'web2'}], gate_pause=10, fleet_rollback='false')) == []
+
+
+def test_every_problem_at_once_each_named():
+    problems = fleet_problems(settings(waves=[0, '101%'], gates=[{'name': 'e', 'kind': 'metric', 'command': 'echo 0'},
+                                                                 {'name': 'f', 'kind': 'ping'}],
+                                       gate_pause=-1, fleet_rollback='maybe'))
+    assert [p.split(' is not valid')[0].split(':')[0] for p in problems] == [
+        'redbutton_waves item 0', 'redbutton_waves item "101%"', 'redbutton_gate_pause -1',
+        'redbutton_gates item 1 (e)', 'redbutton_gates item 2 (f)', 'redbutton_fleet_rollback maybe']
+
+
+def test_not_a_mapping():
+    with pytest.raises(AnsibleFilterError, match='fleet_problems needs a mapping'):
+        fleet_problems([1])
+
+
+def test_before_and_table():
+    events = [{'event': 'activated', 'release': 'v2', 'from': 'v1', 'run_id': 'r'}]
+    assert fleet_before(events, 'r', 'v2') == {'moved': True, 'before': 'v1', 'now': 'v2'}
+    assert fleet_table({'web1': {'wave': 1, 'outcome': 'skipped'}}) == [
+        'host  wave  before  now  what happened', 'web1  1     -       -    not touched: an earlier wave failed']
