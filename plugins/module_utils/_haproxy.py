@@ -95,7 +95,7 @@ class HAProxyInfo(object):
         info = parse_info(self._ask('show info'))
         if 'Version' not in info:
             raise _refuse('socket', '%s answered "show info" without a version: is it an HAProxy admin socket? It said: %s'
-                                 % (self.socket_path, ' '.join(info) or 'nothing'))
+                          % (self.socket_path, ' '.join(info) or 'nothing'))
         try:
             rows = parse_stat(self._ask('show stat'))
         except ValueError as exc:
