@@ -62,8 +62,8 @@ def wave_problems(waves, serial=None):
         if setting == 'redbutton_serial' and not isinstance(value, (list, tuple)):
             value = [value]
         if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple)) or not value:
-            problems.append('%s %s is not valid: give a list of wave sizes, %s.' % (setting, json.dumps(value, default=str),
-                                                                                      _WAVE_EXAMPLE))
+            shown = json.dumps(value, default=str)
+            problems.append('%s %s is not valid: give a list of wave sizes, %s.' % (setting, shown, _WAVE_EXAMPLE))
             continue
         problems.extend(p for p in (_size_problem(setting, size) for size in value) if p)
     return problems
@@ -332,7 +332,7 @@ def happened(item, fleet_rollback=True):
     msg = (item.get('msg') or '').strip()
     back = item.get('back')
     if outcome in (None, 'pending'):
-        return 'not reached'
+        return 'unreachable, or failed outside its rollout' if item.get('wave') else 'not reached'
     if outcome == 'skipped':
         return 'not touched: an earlier wave failed'
     text = {'done': 'passed', 'failed': 'failed'}.get(outcome, outcome)

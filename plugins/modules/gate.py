@@ -27,6 +27,7 @@ attributes:
     description: The gate is judged in check mode too (it only reads); a command gate's command runs, so keep it read-only.
   diff_mode:
     support: none
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
     details: Nothing is ever changed, so there is nothing to diff.
   idempotent:
     support: full

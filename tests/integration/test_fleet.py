@@ -52,7 +52,7 @@ def toggles(fleet, name):
 
 def table(run):
     """The per-host table's rows as {host: line}, from the debug output of the last play."""
-    rows = re.findall(r'^\s+"(web\d)\s+(\d|-)\s+(\S+)\s+(\S+)\s+(.*)",?$', run.output, re.M)
+    rows = re.findall(r'^\s+"(web\d|ghost)\s+(\d|-)\s+(\S+)\s+(\S+)\s+(.*)",?$', run.output, re.M)
     return dict((host, (wave, before, now, what)) for host, wave, before, now, what in rows)
 
 
@@ -206,3 +206,26 @@ def test_a_toggle_gate_that_fails_reverts_the_wave(bare_fleet):
     assert run.output.count('gate smoke passed') == 2, run
     for name in bare_fleet.sites:
         assert toggles(bare_fleet, name).get('new_checkout') == 'on', name
+
+
+def test_an_unreachable_host_stops_the_waves_and_the_run_goes_back(bare_fleet, tmp_path):
+    """ghost (nothing listens on its SSH port) shares wave 2 with web2: web1 and web2 are put back."""
+    web1, web2 = bare_fleet.sites['web1'], bare_fleet.sites['web2']
+    with open(bare_fleet.inventory) as handle:
+        inventory = json.load(handle)
+    inventory['all']['hosts']['ghost'] = {'ansible_connection': 'ssh', 'ansible_host': '127.0.0.1', 'ansible_port': 9,
+                                          'ansible_ssh_common_args': '-o ConnectTimeout=3', 'redbutton_root': str(tmp_path / 'ghost')}
+    with open(bare_fleet.inventory, 'w') as handle:
+        json.dump(inventory, handle)
+    path = web1.artifacts['v1'][0]
+    bare_fleet.playbook('redbutton.deploy.rollout', '-e', 'redbutton_release=v1', '-e', 'redbutton_artifact=%s' % path,
+                        '-e', 'redbutton_hosts=web1:web2')
+    path = web1.artifacts['v2'][0]
+    run = bare_fleet.playbook('redbutton.deploy.rollout', '-e', 'redbutton_release=v2', '-e', 'redbutton_artifact=%s' % path,
+                              '-e', '{"redbutton_waves": [1, 2]}', rc=4)
+    web1.assert_state('v1', {'v1': 'ok', 'v2': 'rolled_back'})
+    web2.assert_state('v1', {'v1': 'ok', 'v2': 'rolled_back'})
+    rows = table(run)
+    assert rows['web1'][3].endswith('put back on v1 by the fleet-wide rollback') and rows['web2'][3].endswith(
+        'put back on v1 by the fleet-wide rollback'), run
+    assert re.search(r'"ghost\s+2\s+-\s+-\s+unreachable, or failed outside its rollout"', run.output), run

@@ -93,7 +93,7 @@ def test_bad_settings_change_no_host(bare_fleet, extra, message):
 
 def test_code_rollback_leaves_toggles_alone(fleet):
     toggle(fleet, '-e', 'redbutton_feature=new_checkout', '-e', 'redbutton_feature_state=on',
-                 '-e', 'redbutton_feature_reload=true')
+           '-e', 'redbutton_feature_reload=true')
     web1 = fleet.sites['web1']
     before = open(os.path.join(web1.root, 'shared', 'features.json'), 'rb').read()
     web1.rollout('v2')
