@@ -24,6 +24,7 @@ attributes:
     description: It only reads, so it runs in check mode as it does otherwise.
   diff_mode:
     support: none
+    description: Will return details on what has changed when in diff mode.
     details: Nothing is ever changed, so there is nothing to diff.
   platform:
     platforms: posix

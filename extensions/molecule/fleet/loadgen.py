@@ -60,7 +60,8 @@ def request(url, timeout, counts):
     except urllib.error.HTTPError as exc:
         counts.failure('HTTP %d' % exc.code)
         return
-    except Exception as exc:  # pylint: disable=broad-except  (every way a request fails is counted)
+    # Every way a request can fail is a failure the user saw: count it, whatever it is.
+    except Exception as exc:  # pylint: disable=broad-except
         reason = getattr(exc, 'reason', None)
         counts.failure(type(reason).__name__ if isinstance(reason, BaseException) else type(exc).__name__)
         return
