@@ -3,7 +3,8 @@
 #
 # No container registry is reachable from CI, so the image is made here: a debootstrap
 # of Debian bookworm (minbase, plus systemd as PID 1, python3 for Ansible and the sample
-# app, and the tools the tests use), imported with `podman import`. The image tag is the
+# app, the tools the tests use, and Debian's haproxy for the load balancer of the fleet
+# scenario: installed everywhere, started only where a scenario enables it), imported with `podman import`. The image tag is the
 # hash of this script: a rerun with an unchanged script reuses the image at once, and
 # any change to the recipe builds a new one and removes the stale ones.
 #
@@ -18,7 +19,7 @@ export CONTAINERS_CONF=${CONTAINERS_CONF:-$repo/tests/containers/containers.conf
 
 NAME=localhost/redbutton-molecule
 SUITE=bookworm
-PACKAGES=python3,systemd,systemd-sysv,dbus,iproute2,procps,ca-certificates
+PACKAGES=python3,systemd,systemd-sysv,dbus,iproute2,procps,ca-certificates,haproxy
 # Units that only make sense on a real machine: masked so the container boots in ~1 s.
 MASK_UNITS="getty.target console-getty.service systemd-remount-fs.service dev-hugepages.mount
 sys-fs-fuse-connections.mount sys-kernel-config.mount sys-kernel-debug.mount sys-kernel-tracing.mount
@@ -106,6 +107,8 @@ fi
 # own machine-id at first boot; no package caches or docs in the image.
 for unit in $MASK_UNITS; do ln -sf /dev/null "$rootfs/etc/systemd/system/$unit"; done
 ln -sf /lib/systemd/system/multi-user.target "$rootfs/etc/systemd/system/default.target"
+# haproxy is installed for the scenarios that configure it; they enable it, nobody else runs it.
+rm -f "$rootfs/etc/systemd/system/multi-user.target.wants/haproxy.service"
 : >"$rootfs/etc/machine-id"
 rm -f "$rootfs/var/lib/dbus/machine-id"
 rm -rf "$rootfs"/var/cache/apt/*.bin "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \

@@ -10,7 +10,7 @@
 #
 # Whatever happens (a failed scenario, Ctrl-C), the containers of the scenario that ran,
 # and any network or volume of its name, are removed afterwards. A scenario's instances
-# are named rb-<scenario> or rb-<scenario>-<n> (with - for _) and carry Molecule's label
+# are named rb-<scenario>, rb-<scenario>-<n> or rb-<scenario>-lb (a load balancer; with - for _) and carry Molecule's label
 # owner=molecule; nothing else is touched, not even other scenarios' containers.
 # Two runs in one checkout at the same time collide anyway (Molecule keeps one state
 # directory per scenario and project), so do not start a second one.
@@ -44,7 +44,7 @@ export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0}
 
 # The names a scenario's instances, networks and volumes may have.
-names_of() { echo "^rb-${1//_/-}(-[0-9]+)?\$"; }
+names_of() { echo "^rb-${1//_/-}(-[0-9]+|-lb)?\$"; }
 
 leftovers() {  # containers of scenario $1 that still exist
     podman ps -a --filter label=owner=molecule --format '{{.Names}}' | { grep -E "$(names_of "$1")" || true; }

@@ -6,6 +6,7 @@ port, and ansible-playbook run as a subprocess against localhost.
 Each test gets its own root (under tmp_path) and port, and the app is stopped afterwards.
 """
 
+import importlib.util
 import json
 import os
 import re
@@ -23,6 +24,11 @@ COLLECTIONS = os.path.join(REPO, '.build', 'collections')
 sys.path.insert(0, EXAMPLES)
 
 import build_releases  # noqa: E402  (examples/ is not a package)
+
+# The collections of the `ansible` package in the venv, after this one: community.general, which the
+# load balancer tasks use (galaxy.yml's dependency; a user gets it with the collection).
+BUNDLED = os.path.dirname(os.path.dirname(os.path.dirname(
+    importlib.util.find_spec('ansible_collections.community.general').submodule_search_locations[0])))
 
 # The header of a redbutton.deploy.transition call of the roles (roles/steps/tasks/segment.yml).
 ENGINE_CALL = re.compile(r'TASK \[redbutton\.deploy\.steps : Call redbutton\.deploy\.transition (rollout|rollback|auto_rollback): ([a-z, ]+)\] \*+')
@@ -78,7 +84,7 @@ class Site(object):
             handle.write('localhost ansible_connection=local ansible_python_interpreter=%s\n' % sys.executable)
         self.env = dict(os.environ)
         self.env.update(
-            ANSIBLE_COLLECTIONS_PATH=COLLECTIONS, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH='false',
+            ANSIBLE_COLLECTIONS_PATH=COLLECTIONS + os.pathsep + BUNDLED, ANSIBLE_COLLECTIONS_SCAN_SYS_PATH='false',
             ANSIBLE_NOCOLOR='1', ANSIBLE_FORCE_COLOR='0', ANSIBLE_RETRY_FILES_ENABLED='false')
         self.extra = []
 
