@@ -49,8 +49,11 @@ link:
 system-deps:
 	scripts/system-deps.sh
 
+# The roles call community.general.haproxy (a dependency in galaxy.yml): the copy the `ansible`
+# package bundles in the venv is on the lint's collection path, after this collection.
 lint: venv-test link
-	$(BIN)/ansible-lint --profile production
+	ANSIBLE_COLLECTIONS_PATH="$(COLLECTIONS):$$($(BIN)/python -c 'import ansible_collections.community.general as m, os; print(os.path.abspath(m.__path__[0] + "/../../.."))')" \
+	    $(BIN)/ansible-lint --profile production
 	$(BIN)/antsibull-changelog lint
 
 sanity: venv-test

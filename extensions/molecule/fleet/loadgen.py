@@ -1,9 +1,8 @@
-#!/usr/bin/env python3
 # Copyright: redbutton.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """A bounded stream of requests through the load balancer, counting what users would see.
 
-    loadgen.py --url http://10.88.0.5/ --rate 20 --stop-file F --out counts.json [--max-seconds 300]
+    python3 loadgen.py --url http://10.88.0.5/ --rate 20 --stop-file F --out counts.json [--max-seconds 300]
 
 Sends GET url at a fixed rate (each request on its own connection and thread, as separate users
 would), until the stop file appears or --max-seconds passed, whichever comes first, so it never
