@@ -120,6 +120,28 @@ def test_a_failed_wave_puts_back_every_host_the_run_moved(fleet3):
     assert re.search(r'^web2\s+:.* failed=1 ', run.output, re.M) and re.search(r'^web1\s+:.* failed=0 ', run.output, re.M), run
 
 
+
+def test_a_hook_failing_after_a_verified_release_puts_no_host_back(fleet3, tmp_path):
+    """A failure after the release was verified and finished (a notification hook) keeps that healthy
+    release on its host, as on a single host: it stops the later waves, and puts back no host."""
+    web1, web2, web3 = (fleet3.sites[name] for name in ('web1', 'web2', 'web3'))
+    rollout(fleet3, 'v1')
+    hook = tmp_path / 'notify.yml'
+    hook.write_text("- name: Notify a chat that is down\n  ansible.builtin.fail:\n    msg: chat unreachable\n"
+                    "  when: inventory_hostname == 'web2'\n")
+    run = rollout(fleet3, 'v2', '-e', '{"redbutton_waves": [1, 1, 1]}', '-e', 'redbutton_after_finish=%s' % hook, rc=2)
+    web1.assert_state('v2', {'v1': 'ok', 'v2': 'ok'})
+    web2.assert_state('v2', {'v1': 'ok', 'v2': 'ok'})
+    assert web3.current() == 'v1' and web3.statuses() == {'v1': 'ok'}, 'the wave after the failure must not run'
+    run_id = web1.ledger()['last_transition']['run_id']
+    assert [e for e in run_events(web1, run_id) if e[0] == 'activated'] == [('activated', 'v2', 'rollout', 'v1')]
+    rows = table(run)
+    assert rows['web1'][0] == '1' and 'put back' not in rows['web1'][3], run
+    assert rows['web2'][3].startswith('failed: ') and 'chat unreachable' in rows['web2'][3], run
+    # No host is put back, so the ledgers are not read: before and now stay unknown (-) in the table.
+    assert rows['web3'] == ('3', '-', '-', 'not touched: an earlier wave failed'), run
+    assert re.search(r'^web2\s+:.* failed=1 ', run.output, re.M), run
+
 def test_gates_between_waves(fleet3, metrics):
     web1, web2, web3 = (fleet3.sites[name] for name in ('web1', 'web2', 'web3'))
     rollout(fleet3, 'v1')
