@@ -120,7 +120,6 @@ def test_a_failed_wave_puts_back_every_host_the_run_moved(fleet3):
     assert re.search(r'^web2\s+:.* failed=1 ', run.output, re.M) and re.search(r'^web1\s+:.* failed=0 ', run.output, re.M), run
 
 
-
 def test_a_hook_failing_after_a_verified_release_puts_no_host_back(fleet3, tmp_path):
     """A failure after the release was verified and finished (a notification hook) keeps that healthy
     release on its host, as on a single host: it stops the later waves, and puts back no host."""
@@ -141,6 +140,7 @@ def test_a_hook_failing_after_a_verified_release_puts_no_host_back(fleet3, tmp_p
     # No host is put back, so the ledgers are not read: before and now stay unknown (-) in the table.
     assert rows['web3'] == ('3', '-', '-', 'not touched: an earlier wave failed'), run
     assert re.search(r'^web2\s+:.* failed=1 ', run.output, re.M), run
+
 
 def test_gates_between_waves(fleet3, metrics):
     web1, web2, web3 = (fleet3.sites[name] for name in ('web1', 'web2', 'web3'))
