@@ -345,3 +345,37 @@ def happened(item, fleet_rollback=True):
     elif not fleet_rollback and item.get('moved') and item.get('before') != item.get('now'):
         text += '; left on %s: redbutton_fleet_rollback is false' % item.get('now')
     return text
+
+
+# -- the load balancer in front of the hosts ------------------------------------------------------
+# A kind is a set of task files roles/steps/tasks/lb_<kind>_{check,drain,enable}.yml, and its name
+# here and in the roles' argument specs (choices of redbutton_load_balancer.kind).
+LB_KINDS = ('haproxy',)
+LB_DEFAULT_SOCKET = '/run/haproxy/admin.sock'
+
+
+def lb_checks(settings, inventory):
+    """The load balancer checks of a run, before any host changes. settings maps each host of the play
+    to its redbutton_load_balancer (empty: none). Returns one check per load balancer, socket and
+    backend, in the order the hosts name them: {kind, host, socket, backend, servers}. Raises
+    RedbuttonError naming the setting when a host names a load balancer host that is not in the
+    inventory or an unknown kind: nothing has changed yet."""
+    checks = {}
+    for name in settings or {}:
+        lb = settings[name] or {}
+        if not lb:
+            continue
+        kind, host = lb.get('kind') or '', lb.get('host') or ''
+        if host not in (inventory or []):
+            raise RedbuttonError(
+                "redbutton_load_balancer.host is '%s' (for %s), which is not a host of the inventory: name the inventory host "
+                "the load balancer runs on (the drain runs there). Nothing was changed." % (host, name))
+        if kind not in LB_KINDS:
+            raise RedbuttonError("redbutton_load_balancer.kind is '%s' (for %s); the kinds known are %s. Nothing was changed."
+                                 % (kind, name, ', '.join(LB_KINDS)))
+        socket_path = lb.get('socket') or LB_DEFAULT_SOCKET
+        backend = lb.get('backend') or ''
+        check = checks.setdefault((kind, host, socket_path, backend),
+                                  {'kind': kind, 'host': host, 'socket': socket_path, 'backend': backend, 'servers': []})
+        check['servers'].append(lb.get('server') or name)
+    return list(checks.values())
