@@ -9,6 +9,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 
 import pytest
@@ -21,10 +22,12 @@ MODULE_SIDE = module_utils_internal.is_controller
 from ansible_collections.redbutton.deploy.plugins.action.transition import ActionModule  # noqa: E402 pylint: disable=wrong-import-position
 from ansible_collections.redbutton.deploy.plugins.module_utils._archive import file_checksum
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
+from ansible_collections.redbutton.deploy.plugins.module_utils._runbook import build_runbook
 from ansible_collections.redbutton.deploy.plugins.module_utils._transition import Transition
 
 from . import test_release
 from ..module_utils.test_archive import make_tar  # noqa: E402 pylint: disable=wrong-import-position
+from ..module_utils.test_runbook import CONTEXT, raw
 from ..module_utils.test_transition import FakeHost, current_of, statuses
 
 module_utils_internal.is_controller = MODULE_SIDE
@@ -118,3 +121,29 @@ def test_a_missing_controller_artifact_fails_naming_it(tmp_path, remote):
     missing = str(tmp_path / 'nope.tar')
     result = run_action(remote, dict(rollout_args(tmp_path, 'v1'), src=missing))
     assert result['failed'] and missing in result['msg'] and remote.calls == []
+
+
+def test_the_controller_copy_reuses_the_hosts_rendering_only_while_it_is_the_only_host(tmp_path):
+    """A rendering costs a tenth of a second: the controller copy of a one-host run is the host's own
+    copy; once a second host of the run writes, the copy is rendered again with both."""
+    rendered = []
+
+    class Plugin(ActionModule):
+        def __init__(self):  # pylint: disable=super-init-not-called
+            pass
+
+        def _render(self, facts, task_vars):
+            rendered.append(sorted(facts['hosts']))
+            return 'hosts: %s\n' % ', '.join(sorted(facts['hosts']))
+
+    plugin = Plugin()
+    out = str(tmp_path)
+    web1 = build_runbook([raw('web1')], CONTEXT)
+    markdown, twin = plugin._write_controller(out, 'shop', 'v2', raw('web1'), CONTEXT, 'run-1', {}, (web1, 'the host copy of web1\n'))
+    with open(markdown, encoding='utf-8') as handle:
+        assert rendered == [] and handle.read() == 'the host copy of web1\n'
+    plugin._write_controller(out, 'shop', 'v2', raw('web2'), CONTEXT, 'run-1', {}, (build_runbook([raw('web2')], CONTEXT), 'web2\n'))
+    with open(markdown, encoding='utf-8') as handle:
+        assert rendered == [['web1', 'web2']] and handle.read() == 'hosts: web1, web2\n'
+    with open(twin, encoding='utf-8') as handle:
+        assert sorted(json.load(handle)['hosts']) == ['web1', 'web2']
