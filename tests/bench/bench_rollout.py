@@ -16,6 +16,10 @@ it times, as medians of --repeat rounds each on a fresh application root:
   podman            rollout and rollback through a podman connection into one container
                       (when podman and the Molecule image are there; --no-podman skips it)
 
+Two yardsticks, not targets: one ping module task against the floor (what one module call costs on
+this machine), and the time Ansible takes to build the transition module's AnsiballZ payload (once
+per run, on the controller) against ping's.
+
 For every run it prints the module calls it made on the host (tests/bench/callbacks/
 count_calls.py): each costs about 0.25 s locally and more than a second over SSH or a
 container connection. Targets (floor + seconds): defaults rollout 1.2, re-run 0.4, rollback
@@ -57,6 +61,8 @@ FLOOR_PLAYBOOK = """---
       ansible.builtin.debug:
         msg: noop
 """
+# The cost of one module task (not a target, a yardstick): the floor with one ansible.builtin.ping.
+PING_PLAYBOOK = FLOOR_PLAYBOOK.replace('ansible.builtin.debug:\n        msg: noop', 'ansible.builtin.ping:')
 
 
 def free_port():
@@ -84,6 +90,9 @@ class Bench(object):
         self.floor_playbook = os.path.join(workdir, 'floor.yml')
         with open(self.floor_playbook, 'w', encoding='utf-8') as handle:
             handle.write(FLOOR_PLAYBOOK)
+        self.ping_playbook = os.path.join(workdir, 'ping.yml')
+        with open(self.ping_playbook, 'w', encoding='utf-8') as handle:
+            handle.write(PING_PLAYBOOK)
         self.artifacts = {}
         self.calls = {}
 
@@ -235,6 +244,33 @@ def capture_bench(workdir, path, repeat):
     return line, (verdict != 'ok')
 
 
+def packaging_line():
+    """Ansible builds each module's AnsiballZ payload once per ansible-playbook run, on the controller,
+    parsing every module_utils file the module can import: the first call of a module in a run pays it."""
+    code = (
+        'import datetime, io, sys, time, zipfile\n'
+        'from ansible.executor import module_common\n'
+        'from ansible._internal._ansiballz import _builder\n'
+        'from ansible.plugins.loader import init_plugin_loader\n'
+        'init_plugin_loader([sys.argv[1]])\n'
+        'for path, fqn in zip(sys.argv[2::2], sys.argv[3::2]):\n'
+        '    zf = zipfile.ZipFile(io.BytesIO(), "w")\n'
+        '    start = time.perf_counter()\n'
+        '    module_common.recursive_finder(fqn.rsplit(".", 1)[1], fqn, open(path, "rb").read(), zf, datetime.datetime.now(),\n'
+        '                                   _builder.ExtensionManager.create({}))\n'
+        '    print("%.2f %d %d" % (time.perf_counter() - start, len(zf.namelist()), sum(i.file_size for i in zf.infolist()) // 1024))\n')
+    import ansible.modules  # pylint: disable=import-outside-toplevel
+    modules = [(os.path.join(REPO, 'plugins', 'modules', 'transition.py'), 'ansible_collections.redbutton.deploy.plugins.modules.transition'),
+               (os.path.join(os.path.dirname(ansible.modules.__file__), 'ping.py'), 'ansible.modules.ping')]
+    proc = subprocess.run([sys.executable, '-c', code, os.path.join(REPO, '.build', 'collections')] + [x for pair in modules for x in pair],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0 or len(proc.stdout.split()) != 6:
+        return 'packaging: not measured with this ansible-core (%s)' % (proc.stderr.strip().splitlines() or ['no output'])[-1]
+    transition, ping = [line.split() for line in proc.stdout.splitlines()]
+    return ('packaging (once per run and module, on the controller): transition %s s (%s files, %s KB), ping %s s (%s files, %s KB)'
+            % tuple(transition + ping))
+
+
 def podman_bench(bench):
     """Rollout and rollback through a podman connection into one container; None when not possible."""
     if not shutil.which('podman'):
@@ -309,14 +345,18 @@ def main(argv=None):
         out.write('archive: 2,000 files of 10 KiB + the app, %.1f MB compressed, %s\n' % (size / 1e6, checksum))
         out.write('load average before: %.2f %.2f %.2f on %d CPUs\n' % (os.getloadavg() + (os.cpu_count(),)))
         bench.playbook([bench.floor_playbook])  # warm the caches once
-        floors, results = [], {'defaults': {}, 'app': {}}
+        floors, pings, results = [], [], {'defaults': {}, 'app': {}}
         for index in range(args.repeat):
             floors.append(bench.playbook([bench.floor_playbook])[0])
+            pings.append(bench.playbook([bench.ping_playbook])[0])
             for case, with_app in (('defaults', False), ('app', True)):
                 for step, seconds in bench.round(index, with_app).items():
                     results[case].setdefault(step, []).append(seconds)
         floor = statistics.median(floors)
         out.write('floor (one no-op task)   %5.2f s   (runs: %s)\n' % (floor, ', '.join('%.2f' % f for f in floors)))
+        out.write('one ping module task     %5.2f s   floor + %.2f s: what one module call costs here (the targets assume 0.25 s)\n'
+                  % (statistics.median(pings), statistics.median(pings) - floor))
+        out.write(packaging_line() + '\n')
         lines, missed = report(floor, results, bench.calls)
         out.write('\n'.join(lines) + '\n')
         line, capture_missed = capture_bench(workdir, path, max(args.repeat, 3))
