@@ -30,7 +30,7 @@ import build_releases  # noqa: E402  (examples/ is not a package)
 BUNDLED = os.path.dirname(os.path.dirname(os.path.dirname(
     importlib.util.find_spec('ansible_collections.community.general').submodule_search_locations[0])))
 
-# The header of a redbutton.deploy.transition call of the roles (roles/steps/tasks/segment.yml).
+# The header of a redbutton.deploy.transition call of the roles (roles/steps/tasks/call.yml).
 ENGINE_CALL = re.compile(r'TASK \[redbutton\.deploy\.steps : Call redbutton\.deploy\.transition (rollout|rollback|auto_rollback): ([a-z, ]+)\] \*+')
 RECAP = re.compile(r'^(\S+)\s+: ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)\s+skipped=(\d+)\s+rescued=(\d+)', re.M)
 
