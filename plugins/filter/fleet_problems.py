@@ -18,8 +18,9 @@ description:
 options:
   _input:
     description:
-      - The settings - C(waves), C(serial), C(gates), C(gate_pause), C(fleet_rollback) (each may be missing or null) and
-        C(inventory), the names of every host of the inventory (a gate's C(run_on) must be one of them).
+      - The settings - C(waves), C(serial), C(gates), C(gate_pause), C(fleet_rollback), C(rollback_run) and
+        C(rollback_to) (each may be missing or null) and C(inventory), the names of every host of the inventory (a gate's
+        C(run_on) must be one of them).
     type: dict
     required: true
 author:
@@ -59,6 +60,9 @@ def fleet_problems(settings):
             'true', 'false', 'yes', 'no', 'on', 'off', '1', '0'):
         problems.append('redbutton_fleet_rollback %s is not valid: give true (put back every host the run moved when a wave '
                         'or a gate fails) or false (leave them).' % rollback)
+    if settings.get('rollback_run') and settings.get('rollback_to'):
+        problems.append('redbutton_rollback_run and redbutton_rollback_to are both set: give redbutton_rollback_run (each host '
+                        'goes back to where it was before that run) or redbutton_rollback_to (every host goes to that release).')
     return problems
 
 

@@ -167,6 +167,12 @@ def test_gates_between_waves(fleet3, metrics):
     assert table(run)['web1'][:3] == ('1', 'v1', 'v2') and table(run)['web1'][3].endswith('left on v2: redbutton_fleet_rollback is false')
     left_run = web1.ledger()['last_transition']['run_id']
 
+    # A run id and a target release at once are refused before any host changes.
+    refused = fleet3.playbook('redbutton.deploy.rollback', '-e', 'redbutton_rollback_run=%s' % left_run, '-e', 'redbutton_rollback_to=v1',
+                              rc=2)
+    assert 'Nothing was changed: redbutton_rollback_run and redbutton_rollback_to are both set' in refused.output, refused
+    assert web1.current() == 'v2' and web1.statuses()['v2'] == 'ok' and refused.engine_calls() == [], refused
+
     # Later, that run's fleet-wide rollback by its id (as after a denied approval in AWX): web1 back, the others left alone.
     back = fleet3.playbook('redbutton.deploy.rollback', '-e', 'redbutton_rollback_run=%s' % left_run)
     web1.assert_state('v1', {'v1': 'ok', 'v2': 'rolled_back'})

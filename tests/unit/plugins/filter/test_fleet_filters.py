@@ -42,6 +42,14 @@ def test_every_problem_at_once_each_named():
         'redbutton_gates item 1 (e)', 'redbutton_gates item 2 (f)', 'redbutton_fleet_rollback maybe']
 
 
+@pytest.mark.parametrize('run, to, refused', [('web:1', 'v1', True), ('web:1', None, False), ('', 'v1', False), (None, '', False)])
+def test_a_run_id_and_a_target_release_are_not_both_given(run, to, refused):
+    problems = fleet_problems(settings(rollback_run=run, rollback_to=to))
+    assert problems == ([] if not refused else [
+        'redbutton_rollback_run and redbutton_rollback_to are both set: give redbutton_rollback_run (each host goes back to where '
+        'it was before that run) or redbutton_rollback_to (every host goes to that release).'])
+
+
 def test_not_a_mapping():
     with pytest.raises(AnsibleFilterError, match='fleet_problems needs a mapping'):
         fleet_problems([1])
