@@ -4,7 +4,9 @@
 
 Every task result that ran a module on a host counts once (a loop counts once per item);
 tasks the controller answers alone (set_fact, debug, assert, fail, includes, meta, ...) and
-skipped tasks do not. Writes {host: {module: count}} as JSON to $REDBUTTON_COUNT_CALLS.
+skipped tasks do not. Writes {host: {module: count}} as JSON to $REDBUTTON_COUNT_CALLS, and under
+"_engine_seconds" the seconds the transition engine reported for its steps (the work on the host;
+the rest of a run is Ansible and the roles).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -38,6 +40,7 @@ class CallbackModule(CallbackBase):
     def __init__(self):
         super(CallbackModule, self).__init__()
         self.calls = {}
+        self.engine_seconds = 0.0
 
     def _count(self, result):
         action = result._task.action.split('.')[-1]
@@ -47,6 +50,8 @@ class CallbackModule(CallbackBase):
         number = len(items) if isinstance(items, list) and items else 1
         host = self.calls.setdefault(result._host.get_name(), {})
         host[result._task.action] = host.get(result._task.action, 0) + number
+        if action == 'transition':
+            self.engine_seconds += sum(step.get('seconds') or 0.0 for step in result._result.get('steps') or [])
 
     def v2_runner_on_ok(self, result):
         self._count(result)
@@ -58,4 +63,4 @@ class CallbackModule(CallbackBase):
         path = os.environ.get('REDBUTTON_COUNT_CALLS')
         if path:
             with open(path, 'w') as handle:
-                json.dump(self.calls, handle)
+                json.dump(dict(self.calls, _engine_seconds=round(self.engine_seconds, 3)), handle)
