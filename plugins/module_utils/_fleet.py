@@ -21,6 +21,7 @@ import time
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._checks import HealthChecks
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
+from ansible_collections.redbutton.deploy.plugins.module_utils._haproxy import DEFAULT_SOCKET
 
 GATE_KINDS = ('http', 'command', 'metric')
 CONTROLLER = 'controller'
@@ -351,7 +352,6 @@ def happened(item, fleet_rollback=True):
 # A kind is a set of task files roles/steps/tasks/lb_<kind>_{check,drain,enable}.yml, and its name
 # here and in the roles' argument specs (choices of redbutton_load_balancer.kind).
 LB_KINDS = ('haproxy',)
-LB_DEFAULT_SOCKET = '/run/haproxy/admin.sock'
 
 
 def lb_checks(settings, inventory):
@@ -373,7 +373,7 @@ def lb_checks(settings, inventory):
         if kind not in LB_KINDS:
             raise RedbuttonError("redbutton_load_balancer.kind is '%s' (for %s); the kinds known are %s. Nothing was changed."
                                  % (kind, name, ', '.join(LB_KINDS)))
-        socket_path = lb.get('socket') or LB_DEFAULT_SOCKET
+        socket_path = lb.get('socket') or DEFAULT_SOCKET
         backend = lb.get('backend') or ''
         check = checks.setdefault((kind, host, socket_path, backend),
                                   {'kind': kind, 'host': host, 'socket': socket_path, 'backend': backend, 'servers': []})
