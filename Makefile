@@ -71,7 +71,7 @@ build: venv-test
 	scripts/build-install.sh
 
 ## integration: pytest driving ansible-playbook on localhost (two runs of the files below)
-# The files of the second run: about a quarter of the time, the fleets behind a load balancer.
+# The files of the second run: about a fifth of the time, the fleets behind a load balancer.
 INTEGRATION_LATER := tests/integration/test_fleet.py tests/integration/test_load_balancer.py
 integration: integration-first integration-later
 
