@@ -1,0 +1,219 @@
+# -*- coding: utf-8 -*-
+# Copyright: redbutton.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Keep the AnsiballZ payload of this collection's modules from one run to the next.
+
+ansible-core builds a Python module's payload on the controller (it parses the module and every
+module_utils file it imports to find them, and zips them) once per run, into the run's own
+temporary directory (``ansiballz_cache`` under DEFAULT_LOCAL_TMP), and removes it when the run
+ends. For redbutton.deploy.transition that is 0.7 to 0.8 s of every run here: more than a re-run or
+a rollback spends on the host.
+
+The action plugins of the collection (release, transition) call their module inside ``kept()``:
+before the call, a payload kept by an earlier run is put into this run's directory, where
+ansible-core finds it as if it had built it itself; after the call, the payload this run built is
+kept. Nothing of ansible-core is patched: it is its own file, copied.
+
+What makes it safe:
+- A payload is kept under a key of everything it is made of: ansible-core's version and location,
+  the Python version, the module's path and bytes, every file of this collection's module_utils (path and
+  bytes), and the files of the module_utils directories the configuration adds (name, size, time).
+  Another ansible-core or a changed file is another key: an old payload is never used for new code.
+  The collection's modules import nothing else (a unit test keeps it so).
+- Each kept file starts with the sha256 of the rest and is written to a temporary name, then
+  renamed: a run killed while keeping leaves no half file, and a damaged one is removed and built
+  again.
+- The directory (``redbutton-ansiballz`` beside the run's, under ANSIBLE_LOCAL_TEMP, ~/.ansible/tmp
+  by default) is made private (0700); one that is not owned by this user or that others may write
+  is not used at all.
+- Any error here is only logged (-vvv): the call goes on, and ansible-core builds the payload.
+- REDBUTTON_PAYLOAD_CACHE=false in the environment turns it off.
+
+The newest ``KEEP`` keys stay, older ones are removed, so an upgrade of the collection or of
+ansible-core leaves nothing behind for long.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import contextlib
+import glob
+import hashlib
+import os
+import stat
+import sys
+import tempfile
+import time
+
+import ansible
+from ansible import constants as C
+from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.utils.display import Display
+
+display = Display()
+
+KEEP = 3
+ENV = 'REDBUTTON_PAYLOAD_CACHE'
+DIRNAME = 'redbutton-ansiballz'
+_COLLECTION = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+_STALE_TEMP = 3600  # seconds after which a temporary file of a killed run is removed
+
+
+class PayloadCache(object):
+    """The kept payload of one module of this collection (``short``: transition, release)."""
+
+    def __init__(self, short, run_tmp=None, collection=_COLLECTION):
+        self.run_dir = os.path.join(run_tmp or C.DEFAULT_LOCAL_TMP, 'ansiballz_cache')
+        self.top = os.path.join(os.path.dirname(run_tmp or C.DEFAULT_LOCAL_TMP), DIRNAME)
+        self.module_path = os.path.join(collection, 'plugins', 'modules', short + '.py')
+        self.utils = os.path.join(collection, 'plugins', 'module_utils')
+        # ansible-core names the payload of a collection module after its import path (then '-' and
+        # the compression, and in 2.19 the extensions): ansible_collections.<ns>.<name>.plugins.modules.<short>.
+        parts = os.path.normpath(self.module_path)[:-len('.py')].split(os.sep)
+        self.fqn = '.'.join(parts[len(parts) - 1 - parts[::-1].index('ansible_collections'):]) \
+            if 'ansible_collections' in parts else None
+        self.dir = None
+
+    # -- the key --------------------------------------------------------------------------------
+    def key(self):
+        digest = hashlib.sha256()
+        for part in (ansible.__version__, os.path.dirname(ansible.__file__), sys.version, self.module_path):
+            digest.update(part.encode('utf-8') + b'\0')
+        sources = [self.module_path]
+        for top, dirs, files in os.walk(self.utils):
+            dirs[:] = sorted(name for name in dirs if name != '__pycache__')
+            sources.extend(os.path.join(top, name) for name in sorted(files) if name.endswith('.py'))
+        for path in sources:
+            with open(path, 'rb') as handle:
+                data = handle.read()
+            digest.update(('%s\0%d\0' % (os.path.relpath(path, self.utils), len(data))).encode('utf-8') + data)
+        # Directories of module_utils the configuration adds can shadow ansible.module_utils files.
+        for extra in C.DEFAULT_MODULE_UTILS_PATH or []:
+            for top, dirs, files in os.walk(os.path.expanduser(extra)):
+                dirs.sort()
+                for name in sorted(files):
+                    info = os.stat(os.path.join(top, name))
+                    digest.update(('%s\0%d\0%d\0' % (os.path.join(top, name), info.st_size, info.st_mtime_ns)).encode('utf-8'))
+        return digest.hexdigest()[:40]
+
+    # -- the directory --------------------------------------------------------------------------
+    def _private_top(self, create):
+        """The top directory when it is this user's alone (made so when create), else None."""
+        if create and not os.path.isdir(self.top):
+            os.makedirs(self.top, mode=0o700, exist_ok=True)
+        try:
+            info = os.lstat(self.top)
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            display.vvv('redbutton.deploy: not using %s for module payloads: it must be a directory of this user '
+                        'that no one else may write' % self.top)
+            return None
+        return self.top
+
+    def seed(self):
+        """Put a kept payload into this run's directory, unless ansible-core has one there already."""
+        if self.fqn is None or self._private_top(create=False) is None:
+            return False
+        self.dir = os.path.join(self.top, self.key())
+        used = False
+        for path in glob.glob(os.path.join(glob.escape(self.dir), glob.escape(self.fqn) + '-*')):
+            name = os.path.basename(path)
+            dest = os.path.join(self.run_dir, name)
+            if os.path.exists(dest) or name.startswith('.'):
+                continue
+            with open(path, 'rb') as handle:
+                head, data = handle.read(65), None
+                if len(head) == 65 and head[64:] == b'\n':
+                    data = handle.read()
+            if data is None or hashlib.sha256(data).hexdigest().encode('ascii') != head[:64]:
+                display.vvv('redbutton.deploy: removing the damaged module payload %s' % path)
+                os.unlink(path)
+                continue
+            os.makedirs(self.run_dir, exist_ok=True)
+            _write_atomic(dest, data)
+            used = True
+            display.vvv('redbutton.deploy: the payload of %s comes from %s' % (self.fqn, path))
+        if used:
+            os.utime(self.dir)  # the newest keys stay (prune)
+        return used
+
+    def keep(self):
+        """Keep the payloads this run built (or seeded) for the next runs; prune old keys."""
+        if self.fqn is None:
+            return False
+        built = [path for path in glob.glob(os.path.join(glob.escape(self.run_dir), glob.escape(self.fqn) + '-*'))
+                 if not path.endswith(('.lock', '-part'))]
+        if not built or self._private_top(create=True) is None:
+            return False
+        self.dir = self.dir or os.path.join(self.top, self.key())
+        kept = False
+        for path in built:
+            dest = os.path.join(self.dir, os.path.basename(path))
+            if os.path.exists(dest):
+                continue
+            with open(path, 'rb') as handle:
+                data = handle.read()
+            os.makedirs(self.dir, mode=0o700, exist_ok=True)
+            _write_atomic(dest, hashlib.sha256(data).hexdigest().encode('ascii') + b'\n' + data)
+            kept = True
+        if kept:
+            self.prune()
+        return kept
+
+    def prune(self):
+        """Remove all but the KEEP newest keys, and temporary files a killed run left."""
+        keys = []
+        now = time.time()
+        for name in os.listdir(self.top):
+            path = os.path.join(self.top, name)
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode):
+                keys.append((info.st_mtime, path))
+                for leftover in glob.glob(os.path.join(glob.escape(path), '.*.tmp')):
+                    if now - os.lstat(leftover).st_mtime > _STALE_TEMP:
+                        os.unlink(leftover)
+        for dummy, path in sorted(keys, reverse=True)[KEEP:]:
+            for name in os.listdir(path):
+                os.unlink(os.path.join(path, name))
+            os.rmdir(path)
+
+
+def _write_atomic(dest, data):
+    fd, temp = tempfile.mkstemp(prefix='.' + os.path.basename(dest)[:80] + '.', suffix='.tmp', dir=os.path.dirname(dest))
+    try:
+        with os.fdopen(fd, 'wb') as handle:
+            handle.write(data)
+        os.replace(temp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+
+
+def enabled():
+    try:
+        return boolean(os.environ.get(ENV, 'true'), strict=True)
+    except TypeError:
+        display.warning('%s=%s is not a boolean: the module payload cache stays on. Set it to false to turn it off.'
+                        % (ENV, os.environ.get(ENV)))
+        return True
+
+
+@contextlib.contextmanager
+def kept(short):
+    """Around a call of module ``short`` of this collection: its payload seeded before, kept after."""
+    cache = None
+    if enabled():
+        try:
+            cache = PayloadCache(short)
+            cache.seed()
+        except (OSError, ValueError) as exc:
+            display.vvv('redbutton.deploy: the module payload cache was not read: %s' % exc)
+    yield
+    if cache is not None:
+        try:
+            cache.keep()
+        except (OSError, ValueError) as exc:
+            display.vvv('redbutton.deploy: the module payload was not kept: %s' % exc)

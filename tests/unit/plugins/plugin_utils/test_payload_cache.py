@@ -1,0 +1,248 @@
+# -*- coding: utf-8 -*-
+# Copyright: redbutton.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The module payload kept between runs: put back only for the same code and ansible-core, never
+half written or damaged, only from a private directory, pruned, and off when asked. The last test
+keeps the premise of the key: the modules called through it import only ansible-core's and this
+collection's module_utils."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import ast
+import hashlib
+import os
+import time
+
+import pytest
+
+from ansible.module_utils import _internal as module_utils_internal
+
+MODULE_SIDE = module_utils_internal.is_controller
+
+# Controller imports flip a process-wide flag (see tests/unit/plugins/action/test_release.py): restore it.
+from ansible_collections.redbutton.deploy.plugins.plugin_utils import _payload_cache  # noqa: E402 pylint: disable=wrong-import-position
+from ansible_collections.redbutton.deploy.plugins.plugin_utils._payload_cache import (  # noqa: E402 pylint: disable=wrong-import-position
+    KEEP,
+    PayloadCache,
+    kept,
+)
+
+module_utils_internal.is_controller = MODULE_SIDE
+
+FQN = 'ansible_collections.acme.web.plugins.modules.transition'
+NAME = FQN + '-ZIP_DEFLATED-none'
+PAYLOAD = b'PK\x03\x04 the zipped module and its module_utils'
+
+
+@pytest.fixture(autouse=True)
+def controller_side(monkeypatch):
+    module_utils_internal.is_controller = True
+    monkeypatch.setattr(_payload_cache.C, 'DEFAULT_MODULE_UTILS_PATH', [], raising=False)
+    monkeypatch.delenv(_payload_cache.ENV, raising=False)
+    yield
+    module_utils_internal.is_controller = MODULE_SIDE
+
+
+@pytest.fixture
+def world(tmp_path):
+    """A collection acme.web with a module and two module_utils files, and ANSIBLE_LOCAL_TEMP."""
+    collection = tmp_path / 'ansible_collections' / 'acme' / 'web'
+    (collection / 'plugins' / 'modules').mkdir(parents=True)
+    (collection / 'plugins' / 'module_utils' / 'sub').mkdir(parents=True)
+    (collection / 'plugins' / 'modules' / 'transition.py').write_text('import x\n')
+    (collection / 'plugins' / 'module_utils' / '_engine.py').write_text('ENGINE = 1\n')
+    (collection / 'plugins' / 'module_utils' / 'sub' / '_more.py').write_text('MORE = 1\n')
+    local_temp = tmp_path / 'local-temp'
+    local_temp.mkdir(mode=0o700)
+    runs = iter(range(1000))
+
+    class World(object):
+        root = collection
+        top = local_temp / _payload_cache.DIRNAME
+
+        @staticmethod
+        def run(built=None):
+            """A new run: its own DEFAULT_LOCAL_TMP, with the payload ansible-core built in it, if any."""
+            run_tmp = local_temp / ('ansible-local-%d' % next(runs))
+            (run_tmp / 'ansiballz_cache').mkdir(parents=True)
+            if built is not None:
+                (run_tmp / 'ansiballz_cache' / NAME).write_bytes(built)
+            return PayloadCache('transition', run_tmp=str(run_tmp), collection=str(collection)), run_tmp / 'ansiballz_cache'
+    return World
+
+
+def test_a_payload_kept_by_one_run_is_what_the_next_run_finds(world):
+    first, dummy = world.run(PAYLOAD)
+    assert first.fqn == FQN
+    assert first.seed() is False  # nothing kept yet: ansible-core builds it
+    assert first.keep() is True
+    kept_file = world.top / first.key() / NAME
+    assert kept_file.read_bytes() == hashlib.sha256(PAYLOAD).hexdigest().encode() + b'\n' + PAYLOAD
+    assert oct(world.top.stat().st_mode & 0o777) == oct(0o700)
+    assert oct(kept_file.stat().st_mode & 0o777) == oct(0o600)
+
+    second, run_dir = world.run()
+    assert second.seed() is True
+    assert (run_dir / NAME).read_bytes() == PAYLOAD
+    assert sorted(os.listdir(str(run_dir))) == [NAME]  # no temporary file left
+    assert second.keep() is False  # it is kept already
+
+
+def test_a_run_that_has_its_payload_already_is_left_alone(world):
+    world.run(PAYLOAD)[0].keep()
+    cache, run_dir = world.run(b'built by this run')
+    assert cache.seed() is False
+    assert (run_dir / NAME).read_bytes() == b'built by this run'
+
+
+@pytest.mark.parametrize('change', ['module', 'module_utils', 'new module_utils', 'ansible-core', 'configured module_utils'])
+def test_other_code_is_another_key_and_finds_nothing(world, monkeypatch, tmp_path, change):
+    first, dummy = world.run(PAYLOAD)
+    first.keep()
+    before = first.key()
+    utils = world.root / 'plugins' / 'module_utils'
+    if change == 'module':
+        (world.root / 'plugins' / 'modules' / 'transition.py').write_text('import y\n')
+    elif change == 'module_utils':
+        (utils / 'sub' / '_more.py').write_text('MORE = 2\n')
+    elif change == 'new module_utils':
+        (utils / '_added.py').write_text('\n')
+    elif change == 'ansible-core':
+        monkeypatch.setattr(_payload_cache.ansible, '__version__', '9.99.0')
+    else:
+        extra = tmp_path / 'my_module_utils'
+        extra.mkdir()
+        (extra / 'basic.py').write_text('# shadows ansible.module_utils.basic\n')
+        monkeypatch.setattr(_payload_cache.C, 'DEFAULT_MODULE_UTILS_PATH', [str(extra)], raising=False)
+    cache, run_dir = world.run()
+    assert cache.key() != before
+    assert cache.seed() is False
+    assert os.listdir(str(run_dir)) == []
+
+
+def test_the_same_code_is_the_same_key(world):
+    assert world.run()[0].key() == world.run()[0].key()
+    (world.root / 'plugins' / 'module_utils' / '__pycache__').mkdir()
+    before = world.run()[0].key()
+    (world.root / 'plugins' / 'module_utils' / '__pycache__' / '_engine.cpython-311.pyc').write_bytes(b'x')
+    (world.root / 'plugins' / 'module_utils' / 'notes.txt').write_text('not code')
+    assert world.run()[0].key() == before
+
+
+@pytest.mark.parametrize('damage', ['flipped byte', 'cut short', 'no header'])
+def test_a_damaged_kept_payload_is_removed_and_never_used(world, damage):
+    first, dummy = world.run(PAYLOAD)
+    first.keep()
+    kept_file = world.top / first.key() / NAME
+    data = kept_file.read_bytes()
+    kept_file.write_bytes({'flipped byte': data[:-1] + b'?', 'cut short': data[:70], 'no header': PAYLOAD}[damage])
+    cache, run_dir = world.run()
+    assert cache.seed() is False
+    assert os.listdir(str(run_dir)) == []
+    assert not kept_file.exists()
+    # The run builds it again and keeps it whole.
+    again, dummy = world.run(PAYLOAD)
+    assert again.keep() is True
+    assert kept_file.read_bytes() == data
+
+
+def test_locks_and_partial_files_of_ansible_core_are_not_kept(world):
+    cache, run_dir = world.run()
+    (run_dir / (NAME + '.lock')).write_bytes(b'')
+    (run_dir / (NAME + '-part')).write_bytes(b'half')
+    (run_dir / 'ansible_collections.acme.web.plugins.modules.transition_other-ZIP_DEFLATED-none').write_bytes(b'x')
+    assert cache.keep() is False
+    assert not world.top.exists()
+
+
+@pytest.mark.parametrize('how', ['others may write it', 'a symlink'])
+def test_a_directory_others_may_write_is_not_used(world, tmp_path, how):
+    first, dummy = world.run(PAYLOAD)
+    first.keep()
+    key = first.key()
+    if how == 'others may write it':
+        world.top.chmod(0o777)
+    else:
+        moved = tmp_path / 'elsewhere'
+        world.top.rename(moved)
+        world.top.symlink_to(moved)
+    cache, run_dir = world.run()
+    assert cache.seed() is False
+    assert os.listdir(str(run_dir)) == []
+    mine, dummy = world.run(b'other bytes')
+    assert mine.keep() is False
+    assert (world.top / key / NAME).read_bytes().endswith(PAYLOAD)
+
+
+def test_only_the_newest_keys_stay_and_leftovers_of_killed_runs_go(world):
+    dirs = []
+    for number in range(KEEP + 2):
+        (world.root / 'plugins' / 'module_utils' / '_engine.py').write_text('ENGINE = %d\n' % number)
+        cache, dummy = world.run(PAYLOAD)
+        cache.keep()
+        dirs.append(world.top / cache.key())
+        past = time.time() - 100 + number
+        os.utime(str(dirs[-1]), (past, past))
+    assert sorted(os.listdir(str(world.top))) == sorted(path.name for path in dirs[-KEEP:])
+    # A temporary file a killed run left: removed once it is old, not while a run may still write it.
+    fresh = dirs[-1] / ('.%s.abc.tmp' % NAME)
+    old = dirs[-1] / ('.%s.def.tmp' % NAME)
+    fresh.write_bytes(b'half')
+    old.write_bytes(b'half')
+    os.utime(str(old), (time.time() - 7200, time.time() - 7200))
+    cache.prune()
+    assert fresh.exists() and not old.exists()
+    # Using a key makes it the newest.
+    (world.root / 'plugins' / 'module_utils' / '_engine.py').write_text('ENGINE = %d\n' % KEEP)
+    user, dummy = world.run()
+    assert user.seed() is True
+    assert max(os.listdir(str(world.top)), key=lambda name: os.stat(str(world.top / name)).st_mtime) == user.key()
+
+
+@pytest.mark.parametrize('value, used', [('false', False), ('no', False), ('0', False), ('true', True), ('maybe', True)])
+def test_the_environment_turns_it_off(world, monkeypatch, value, used):
+    first, dummy = world.run(PAYLOAD)
+    first.keep()
+    seen = []
+    monkeypatch.setenv(_payload_cache.ENV, value)
+    monkeypatch.setattr(_payload_cache, 'PayloadCache', lambda short: seen.append(short) or first)
+    with kept('transition'):
+        pass
+    assert seen == (['transition'] if used else [])
+
+
+def test_errors_never_stop_the_call(world, monkeypatch):
+    class Broken(object):
+        def __init__(self, short):
+            raise OSError('disk full')
+    monkeypatch.setattr(_payload_cache, 'PayloadCache', Broken)
+    ran = []
+    with kept('transition'):
+        ran.append(True)
+    assert ran == [True]
+
+
+def _imports(path):
+    tree = ast.parse(open(path, 'rb').read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                yield alias.name
+
+
+@pytest.mark.parametrize('module', ['release', 'transition'])
+def test_the_modules_kept_import_only_ansible_core_and_this_collection(module):
+    """The key covers this collection's module_utils and ansible-core: a module of another collection
+    imported by a kept module would not be in it."""
+    plugins = os.path.dirname(os.path.dirname(os.path.abspath(_payload_cache.__file__)))
+    paths = [os.path.join(plugins, 'modules', module + '.py')]
+    for top, dummy, files in os.walk(os.path.join(plugins, 'module_utils')):
+        paths.extend(os.path.join(top, name) for name in files if name.endswith('.py'))
+    for path in paths:
+        for name in _imports(path):
+            if name.startswith('ansible_collections'):
+                assert name.startswith('ansible_collections.redbutton.deploy.plugins.module_utils'), (path, name)
