@@ -294,8 +294,8 @@ def packaging_line():
     if proc.returncode != 0 or len(proc.stdout.split()) != 6:
         return 'packaging: not measured with this ansible-core (%s)' % (proc.stderr.strip().splitlines() or ['no output'])[-1]
     transition, ping = [line.split() for line in proc.stdout.splitlines()]
-    return ('packaging (once per run and module, on the controller; transition\'s is kept between runs): transition %s s (%s files, %s KB), ping %s s (%s files, %s KB)'
-            % tuple(transition + ping))
+    return ('packaging (once per run and module, on the controller; transition\'s is kept between runs): '
+            'transition %s s (%s files, %s KB), ping %s s (%s files, %s KB)' % tuple(transition + ping))
 
 
 def podman_bench(bench):
