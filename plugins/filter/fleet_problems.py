@@ -19,8 +19,10 @@ options:
   _input:
     description:
       - The settings - C(waves), C(serial), C(gates), C(gate_pause), C(fleet_rollback), C(rollback_run) and
-        C(rollback_to) (each may be missing or null) and C(inventory), the names of every host of the inventory (a gate's
-        C(run_on) must be one of them).
+        C(rollback_to) (each may be missing or null), C(inventory), the names of every host of the inventory (a gate's
+        C(run_on) must be one of them), and C(playbook) (rollout, rollback, rehearse or toggle; missing is rollback).
+      - In a rollout or a rehearsal, any C(rollback_to) is refused. Those playbooks set C(redbutton_rollback_to) empty for
+        this check, so only an extra var reaches it, and an extra var would override where a failed run puts each host back.
     type: dict
     required: true
 author:
@@ -63,6 +65,13 @@ def fleet_problems(settings):
     if settings.get('rollback_run') and settings.get('rollback_to'):
         problems.append('redbutton_rollback_run and redbutton_rollback_to are both set: give redbutton_rollback_run (each host '
                         'goes back to where it was before that run) or redbutton_rollback_to (every host goes to that release).')
+    if settings.get('playbook') in ('rollout', 'rehearse') and settings.get('rollback_to'):
+        # The playbook sets it empty for this check: only an extra var (which wins over every other) is seen here.
+        problems.append('redbutton_rollback_to %s is an extra var of the %s playbook: it would override the release each host '
+                        'is put back on when a wave or a gate fails (the one it had before the run)%s. Leave it out; to go to '
+                        'a given release, run the rollback playbook with it.'
+                        % (settings['rollback_to'], settings['playbook'],
+                           ' and the release the rehearsal rolls back to' if settings['playbook'] == 'rehearse' else ''))
     return problems
 
 

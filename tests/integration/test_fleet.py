@@ -217,6 +217,17 @@ def test_bad_wave_and_gate_settings_change_no_host(bare_fleet, settings, message
         assert not os.path.exists(site.root), 'a host was changed'
 
 
+@pytest.mark.parametrize('playbook', ['redbutton.deploy.rollout', 'redbutton.deploy.rehearse'])
+def test_a_target_release_as_an_extra_var_of_a_rollout_changes_no_host(bare_fleet, playbook):
+    """An extra var wins over the put-back's own target: a rollout or a rehearsal refuses it."""
+    path, dummy = bare_fleet.sites['web1'].artifacts['v1']
+    run = bare_fleet.playbook(playbook, '-e', 'redbutton_release=v1', '-e', 'redbutton_artifact=%s' % path,
+                              '-e', 'redbutton_rollback_to=v0', rc=2)
+    assert 'Nothing was changed: redbutton_rollback_to v0 is an extra var of the %s playbook' % playbook.split('.')[-1] in run.output, run
+    for site in bare_fleet.sites.values():
+        assert not os.path.exists(site.root), 'a host was changed'
+
+
 def test_a_toggle_gate_that_fails_reverts_the_wave(bare_fleet):
     bare_fleet.playbook('redbutton.deploy.rollout', '-e', 'redbutton_release=v1',
                         '-e', 'redbutton_artifact=%s' % bare_fleet.sites['web1'].artifacts['v1'][0])

@@ -50,6 +50,21 @@ def test_a_run_id_and_a_target_release_are_not_both_given(run, to, refused):
         'it was before that run) or redbutton_rollback_to (every host goes to that release).'])
 
 
+@pytest.mark.parametrize('playbook, to, refused', [
+    ('rollout', 'v1', True), ('rehearse', 'v1', True), ('rollout', '', False), ('rollout', None, False),
+    ('rollback', 'v1', False), (None, 'v1', False), ('toggle', 'v1', False)])
+def test_a_target_release_given_to_a_rollout_or_a_rehearsal_is_refused(playbook, to, refused):
+    given = settings(rollback_to=to, playbook=playbook) if playbook else settings(rollback_to=to)
+    problems = fleet_problems(given)
+    if not refused:
+        assert problems == []
+        return
+    assert problems == [
+        'redbutton_rollback_to v1 is an extra var of the %s playbook: it would override the release each host is put back '
+        'on when a wave or a gate fails (the one it had before the run)%s. Leave it out; to go to a given release, run the '
+        'rollback playbook with it.' % (playbook, ' and the release the rehearsal rolls back to' if playbook == 'rehearse' else '')]
+
+
 def test_not_a_mapping():
     with pytest.raises(AnsibleFilterError, match='fleet_problems needs a mapping'):
         fleet_problems([1])
