@@ -86,7 +86,8 @@ def _read_source(name):
             raise RedbuttonError('module_utils/%s.py of redbutton.deploy is missing: the on-host command cannot be built' % name)
         if spec.origin is None or not hasattr(spec.loader, 'get_data'):
             raise RedbuttonError('the loader of %s cannot read its source: the on-host command cannot be built' % module)
-        return spec.loader.get_data(spec.origin)
+        # Imported from bytecode (a .pyc beside the source in the zip), the origin is the .pyc.
+        return spec.loader.get_data(spec.origin[:-1] if spec.origin.endswith('.pyc') else spec.origin)
     except (IOError, OSError, ImportError) as exc:
         raise RedbuttonError('cannot read module_utils/%s.py of redbutton.deploy to build the on-host command: %s' % (name, exc))
 

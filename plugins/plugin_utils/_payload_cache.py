@@ -12,7 +12,7 @@ a rollback spends on the host.
 The action plugins of the collection (release, transition) call their module inside ``kept()``:
 before the call, a payload kept by an earlier run is put into this run's directory, where
 ansible-core finds it as if it had built it itself; after the call, the payload this run built is
-kept. Nothing of ansible-core is patched: it is its own file, copied.
+kept. Nothing of ansible-core is patched: it is its own file, copied (with bytecode added, below).
 
 What makes it safe:
 - A payload is kept under a key of everything it is made of: ansible-core's version and location,
@@ -29,6 +29,10 @@ What makes it safe:
 - Any error here is only logged (-vvv): the call goes on, and ansible-core builds the payload.
 - REDBUTTON_PAYLOAD_CACHE=false in the environment turns it off.
 
+The payload kept is ansible-core's with one addition: a .pyc of each file, compiled by the
+controller's Python, that the host's Python uses only when it is the same version and the source
+beside it hashes the same (``with_bytecode``). It saves compiling the payload on every call.
+
 The newest ``KEEP`` keys stay, older ones are removed, so an upgrade of the collection or of
 ansible-core leaves nothing behind for long.
 """
@@ -37,14 +41,22 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import base64
 import contextlib
+import dataclasses
 import glob
 import hashlib
+import importlib.util
+import io
+import marshal
 import os
+import pickle
 import stat
+import struct
 import sys
 import tempfile
 import time
+import zipfile
 
 import ansible
 from ansible import constants as C
@@ -155,6 +167,15 @@ class PayloadCache(object):
                 continue
             with open(path, 'rb') as handle:
                 data = handle.read()
+            try:
+                compiled = with_bytecode(data, os.path.basename(path)[len(self.fqn) + 1:])
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                # Whatever this Python cannot read or compile, the payload is kept as ansible-core built it.
+                display.vvv('redbutton.deploy: the payload of %s is kept without bytecode: %r' % (self.fqn, exc))
+                compiled = None
+            if compiled is not None:
+                data = compiled
+                _write_atomic(path, data)  # this run's later calls get it too
             os.makedirs(self.dir, mode=0o700, exist_ok=True)
             _write_atomic(dest, hashlib.sha256(data).hexdigest().encode('ascii') + b'\n' + data)
             kept = True
@@ -178,6 +199,52 @@ class PayloadCache(object):
             for name in os.listdir(path):
                 os.unlink(os.path.join(path, name))
             os.rmdir(path)
+
+
+def with_bytecode(payload, variant):
+    """The payload (ansible-core's cache file: the base64 zip up to 2.18, a pickled _CachedModule from
+    2.19) with a .pyc beside each .py of its zip, compiled by this Python; None when it has them
+    already, has extensions (``variant`` is what follows the module in the file name: the compression,
+    then in 2.19 the extensions, ``none`` for none), or is of a form this does not know.
+
+    On the host, Python imports a module of the zip from its .pyc when that was compiled by the same
+    Python version (the magic number) from the same source (a checked hash-based .pyc, PEP 552: the
+    source beside it is hashed and compared), and compiles the .py as before otherwise. So a host with
+    the controller's Python skips compiling the 80 files of every call (0.3 to 0.6 s here); another
+    Python loses nothing but the upload of the larger payload.
+    """
+    parts = variant.split('-')
+    if len(parts) > 2 or (len(parts) == 2 and parts[1] != 'none'):
+        return None  # the debugger or coverage extensions map the sources by their paths: left alone
+    cached = None
+    if payload[:1] == b'\x80':
+        cached = pickle.loads(payload)  # the file ansible-core wrote in this run (2.19 and later)
+        if not dataclasses.is_dataclass(cached) or not isinstance(getattr(cached, 'zip_data', None), bytes):
+            return None
+        encoded = cached.zip_data
+    else:
+        encoded = payload
+    try:
+        source = zipfile.ZipFile(io.BytesIO(base64.b64decode(encoded, validate=True)))
+    except (ValueError, zipfile.BadZipFile):
+        return None
+    if any(name.endswith('.pyc') for name in source.namelist()):
+        return None
+    output = io.BytesIO()
+    with zipfile.ZipFile(output, 'w') as target:
+        for info in source.infolist():
+            data = source.read(info)
+            target.writestr(info, data)
+            if info.filename.endswith('.py'):
+                code = compile(data, info.filename, 'exec', dont_inherit=True)
+                header = importlib.util.MAGIC_NUMBER + struct.pack('<I', 0b11) + importlib.util.source_hash(data)
+                compiled = zipfile.ZipInfo(info.filename + 'c', info.date_time)
+                compiled.compress_type = info.compress_type
+                target.writestr(compiled, header + marshal.dumps(code))
+    encoded = base64.b64encode(output.getvalue())
+    if cached is None:
+        return encoded
+    return pickle.dumps(dataclasses.replace(cached, zip_data=encoded))
 
 
 def _write_atomic(dest, data):

@@ -1,15 +1,26 @@
 # Copyright: redbutton.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The transition module's AnsiballZ payload, kept between runs (plugins/plugin_utils/_payload_cache.py):
-the second run calls the engine from the payload the first one built, a damaged one is built again,
+the second run calls the engine from the payload the first one built (with the bytecode of every
+file added, which the host's Python, the controller's here, imports), a damaged one is built again,
 and REDBUTTON_PAYLOAD_CACHE=false keeps nothing. Every run still ends where it should."""
 
+import base64
 import hashlib
+import io
 import os
+import pickle
 import shutil
+import zipfile
 
 PAYLOAD = 'ansible_collections.redbutton.deploy.plugins.modules.transition-'
 FROM_CACHE = 'the payload of ansible_collections.redbutton.deploy.plugins.modules.transition comes from'
+
+
+def payload_names(data):
+    """The files in a kept payload: ansible-core 2.19 pickles its cache entry, earlier versions keep the base64 zip."""
+    encoded = pickle.loads(data).zip_data if data[:1] == b'\x80' else data
+    return zipfile.ZipFile(io.BytesIO(base64.b64decode(encoded))).namelist()
 
 
 def kept_files(top):
@@ -28,6 +39,10 @@ def test_the_payload_is_kept_used_rebuilt_when_damaged_and_off_when_asked(site, 
     with open(kept, 'rb') as handle:
         digest, data = handle.read().split(b'\n', 1)
     assert digest == hashlib.sha256(data).hexdigest().encode()
+    # ansible-core's payload, with the bytecode of each file for this Python beside it.
+    names = payload_names(data)
+    assert 'ansible_collections/redbutton/deploy/plugins/module_utils/_transition.py' in names
+    assert sorted(name for name in names if name.endswith('.pyc')) == sorted(name + 'c' for name in names if name.endswith('.py'))
 
     second = site.rollout('v2', '-vvv')
     assert FROM_CACHE in second.output, second

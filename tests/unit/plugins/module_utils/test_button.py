@@ -11,14 +11,17 @@ __metaclass__ = type
 
 import ast
 import glob
+import hashlib
 import importlib.util
 import io
 import json
+import marshal
 import os
 import re
 import shutil
 import stat
 import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -167,6 +170,29 @@ def test_zipapp_is_deterministic_and_laid_out_as_the_collection():
             assert pyc[8:16] == importlib.util.source_hash(archive.read(PREFIX + name + '.py'))
         main = archive.read('__main__.py').decode('utf-8')
         assert 'from ansible_collections.redbutton.deploy.plugins.module_utils._cli import main' in main
+
+
+def test_built_the_same_when_the_module_utils_are_imported_from_bytecode_in_a_zip(tmp_path):
+    """Inside a module's payload the module_utils may come from a .pyc beside each source (the payload
+    the collection keeps between runs has them): the command is built from the sources all the same."""
+    payload = str(tmp_path / 'payload.zip')
+    with zipfile.ZipFile(payload, 'w') as archive:
+        for package in ('ansible_collections/', 'ansible_collections/redbutton/', 'ansible_collections/redbutton/deploy/',
+                        'ansible_collections/redbutton/deploy/plugins/', PREFIX):
+            archive.writestr(package + '__init__.py', b'')
+        for path in sorted(glob.glob(os.path.join(REPO, 'plugins', 'module_utils', '*.py'))):
+            with open(path, 'rb') as handle:
+                source = handle.read()
+            name = PREFIX + os.path.basename(path)
+            archive.writestr(name, source)
+            archive.writestr(name + 'c', importlib.util.MAGIC_NUMBER + b'\x03\x00\x00\x00' + importlib.util.source_hash(source)
+                             + marshal.dumps(compile(source, name, 'exec', dont_inherit=True)))
+    code = ('import sys, hashlib; sys.path.insert(0, sys.argv[1]); '
+            'from ansible_collections.redbutton.deploy.plugins.module_utils import _button; '
+            'assert _button.__spec__.origin.endswith(".pyc"), _button.__spec__.origin; '
+            'print(hashlib.sha256(_button.build_zipapp()).hexdigest())')
+    built = subprocess.run([sys.executable, '-c', code, payload], capture_output=True, text=True, check=True).stdout.strip()
+    assert built == hashlib.sha256(_button.build_zipapp()).hexdigest()
 
 
 def test_install_writes_once_then_changes_nothing(tmp_path):

@@ -11,9 +11,15 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import ast
+import base64
 import hashlib
+import io
 import os
+import pickle
+import subprocess
+import sys
 import time
+import zipfile
 
 import pytest
 
@@ -27,6 +33,7 @@ from ansible_collections.redbutton.deploy.plugins.plugin_utils._payload_cache im
     KEEP,
     PayloadCache,
     kept,
+    with_bytecode,
 )
 
 module_utils_internal.is_controller = MODULE_SIDE
@@ -246,3 +253,90 @@ def test_the_modules_kept_import_only_ansible_core_and_this_collection(module):
         for name in _imports(path):
             if name.startswith('ansible_collections'):
                 assert name.startswith('ansible_collections.redbutton.deploy.plugins.module_utils'), (path, name)
+
+
+# -- the bytecode added to a kept payload ---------------------------------------------------------------
+MOD = b"VALUE = 'from the source'\n\n\ndef where():\n    return where.__code__.co_filename\n"
+
+
+def zipped(files):
+    output = io.BytesIO()
+    with zipfile.ZipFile(output, 'w', zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            archive.writestr(name, data)
+    return base64.b64encode(output.getvalue())
+
+
+def unzipped(encoded):
+    archive = zipfile.ZipFile(io.BytesIO(base64.b64decode(encoded)))
+    return dict((name, archive.read(name)) for name in archive.namelist())
+
+
+def import_from(tmp_path, files):
+    """What a host's Python imports from the payload's zip: (VALUE, the file its code was compiled from)."""
+    path = tmp_path / 'payload.zip'
+    path.write_bytes(base64.b64decode(zipped(files)))
+    code = 'import sys; sys.path.insert(0, sys.argv[1]); import pkg.mod as m; print(m.VALUE); print(m.where())'
+    out = subprocess.run([sys.executable, '-c', code, str(path)], capture_output=True, text=True, check=True).stdout.split('\n')
+    return out[0], out[1]
+
+
+def test_the_host_imports_the_bytecode_when_it_is_the_same_python_and_source(tmp_path):
+    files = unzipped(with_bytecode(zipped({'pkg/__init__.py': b'', 'pkg/mod.py': MOD}), 'ZIP_DEFLATED'))
+    assert sorted(files) == ['pkg/__init__.py', 'pkg/__init__.pyc', 'pkg/mod.py', 'pkg/mod.pyc']
+    # Compiled from the .pyc: its code names the file as the controller compiled it; from the source, the zip's path.
+    assert import_from(tmp_path, files) == ('from the source', 'pkg/mod.py')
+
+
+def test_bytecode_of_another_source_or_python_is_not_used(tmp_path):
+    files = unzipped(with_bytecode(zipped({'pkg/__init__.py': b'', 'pkg/mod.py': MOD}), 'ZIP_DEFLATED'))
+    changed = dict(files, **{'pkg/mod.py': MOD.replace(b'from the source', b'changed source')})
+    value, where = import_from(tmp_path, changed)
+    assert value == 'changed source' and where.endswith(os.path.join('payload.zip', 'pkg', 'mod.py'))
+    other_python = dict(files, **{'pkg/mod.pyc': b'\x00\x00\r\n' + files['pkg/mod.pyc'][4:]})
+    value, where = import_from(tmp_path, other_python)
+    assert value == 'from the source' and where.endswith(os.path.join('payload.zip', 'pkg', 'mod.py'))
+
+
+def test_the_2_19_cache_file_keeps_its_form():
+    module_common = pytest.importorskip('ansible.executor.module_common')
+    if not hasattr(module_common, '_CachedModule'):
+        pytest.skip('ansible-core before 2.19 keeps the base64 zip itself')
+    metadata = module_common.ModuleMetadataV1(serialization_profile='legacy')
+    cached = module_common._CachedModule(zip_data=zipped({'pkg/__init__.py': b'', 'pkg/mod.py': MOD}), metadata=metadata,
+                                         source_mapping={'/controller/pkg/mod.py': 'pkg/mod.py'})
+    compiled = pickle.loads(with_bytecode(pickle.dumps(cached), 'ZIP_DEFLATED-none'))
+    assert type(compiled) is type(cached)
+    assert compiled.metadata == metadata and compiled.source_mapping == cached.source_mapping
+    assert sorted(unzipped(compiled.zip_data)) == ['pkg/__init__.py', 'pkg/__init__.pyc', 'pkg/mod.py', 'pkg/mod.pyc']
+
+
+@pytest.mark.parametrize('payload, variant', [
+    (zipped({'pkg/mod.py': MOD}), 'ZIP_DEFLATED-debugger'),  # the extensions map sources by path
+    (zipped({'pkg/mod.py': MOD}), 'ZIP_DEFLATED-coverage~debugger'),
+    (zipped({'pkg/mod.py': MOD, 'pkg/mod.pyc': b'x'}), 'ZIP_DEFLATED'),  # has bytecode already
+    (b'not base64 at all!', 'ZIP_DEFLATED'),
+    (base64.b64encode(b'not a zip'), 'ZIP_DEFLATED-none'),
+])
+def test_payloads_it_does_not_know_are_left_as_they_are(payload, variant):
+    assert with_bytecode(payload, variant) is None
+
+
+def test_a_kept_payload_has_the_bytecode_and_so_has_the_run_that_built_it(world):
+    payload = zipped({'pkg/__init__.py': b'', 'pkg/mod.py': MOD})
+    cache, run_dir = world.run(payload)
+    assert cache.keep() is True
+    assert sorted(unzipped((run_dir / NAME).read_bytes())) == ['pkg/__init__.py', 'pkg/__init__.pyc', 'pkg/mod.py', 'pkg/mod.pyc']
+    data = (world.top / cache.key() / NAME).read_bytes()
+    assert data.split(b'\n', 1)[1] == (run_dir / NAME).read_bytes()
+    second, second_dir = world.run()
+    assert second.seed() is True
+    assert (second_dir / NAME).read_bytes() == (run_dir / NAME).read_bytes()
+
+
+def test_a_payload_this_python_cannot_compile_is_kept_as_built(world):
+    payload = zipped({'pkg/mod.py': b'def broken(:\n'})
+    cache, run_dir = world.run(payload)
+    assert cache.keep() is True
+    assert (run_dir / NAME).read_bytes() == payload
+    assert (world.top / cache.key() / NAME).read_bytes().split(b'\n', 1)[1] == payload
