@@ -9,7 +9,8 @@ temporary directory (``ansiballz_cache`` under DEFAULT_LOCAL_TMP), and removes i
 ends. For redbutton.deploy.transition that is 0.7 to 0.8 s of every run here: more than a re-run or
 a rollback spends on the host.
 
-The action plugins of the collection (release, transition) call their module inside ``kept()``:
+Every module of the collection has an action plugin that calls it inside ``kept()``: release and
+transition their own, the others ``KeptAction`` (ansible-core's own action for a module, ``normal``).
 before the call, a payload kept by an earlier run is put into this run's directory, where
 ansible-core finds it as if it had built it itself; after the call, the payload this run built is
 kept. Nothing of ansible-core is patched: it is its own file, copied (with bytecode added, below).
@@ -61,6 +62,7 @@ import zipfile
 import ansible
 from ansible import constants as C
 from ansible.module_utils.parsing.convert_bool import boolean
+from ansible.plugins.action.normal import ActionModule as NormalAction
 from ansible.utils.display import Display
 
 display = Display()
@@ -284,3 +286,12 @@ def kept(short):
             cache.keep()
         except (OSError, ValueError) as exc:
             display.vvv('redbutton.deploy: the module payload was not kept: %s' % exc)
+
+
+class KeptAction(NormalAction):
+    """ansible-core's action for a module (``normal``: check mode, async, everything as usual), with
+    the payload of this collection's module kept between runs."""
+
+    def _execute_module(self, *args, **kwargs):  # pylint: disable=arguments-differ
+        with kept((self._task.resolved_action or self._task.action).rsplit('.', 1)[-1]):
+            return super(KeptAction, self)._execute_module(*args, **kwargs)

@@ -10,6 +10,7 @@ import hashlib
 import io
 import os
 import pickle
+import re
 import shutil
 import zipfile
 
@@ -66,3 +67,15 @@ def test_the_payload_is_kept_used_rebuilt_when_damaged_and_off_when_asked(site, 
     site.rollout('v2')
     site.assert_state('v2', {'v1': 'ok', 'v2': 'ok'})
     assert not os.path.exists(top)
+
+
+def test_the_other_modules_keep_theirs_too(site, tmp_path):
+    """The status playbook (redbutton.deploy.release_info, through KeptAction): kept by the first run, used by the next."""
+    site.env['ANSIBLE_LOCAL_TEMP'] = str(tmp_path / 'local-temp')
+    site.rollout('v1')
+    first = site.playbook('redbutton.deploy.status', '-vvv')
+    assert 'plugins.modules.release_info comes from' not in first.output, first
+    second = site.playbook('redbutton.deploy.status', '-vvv')
+    assert 'the payload of ansible_collections.redbutton.deploy.plugins.modules.release_info comes from' in second.output, second
+    # What the module read from the ledger: v1 is the current release, ok.
+    assert re.search(r'v1\s+ok\s+current', second.output), second

@@ -12,7 +12,9 @@ __metaclass__ = type
 
 import ast
 import base64
+import contextlib
 import hashlib
+import importlib
 import io
 import os
 import pickle
@@ -20,6 +22,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from unittest import mock
 
 import pytest
 
@@ -241,13 +244,38 @@ def _imports(path):
                 yield alias.name
 
 
-@pytest.mark.parametrize('module', ['release', 'transition'])
+PLUGINS = os.path.dirname(os.path.dirname(os.path.abspath(_payload_cache.__file__)))
+MODULES = sorted(name[:-3] for name in os.listdir(os.path.join(PLUGINS, 'modules')) if name.endswith('.py') and name != '__init__.py')
+
+
+@pytest.mark.parametrize('module', MODULES)
+def test_every_module_is_called_with_its_payload_kept(module, monkeypatch):
+    """Each module has an action plugin, and the module call it makes goes through kept(module)."""
+    action = importlib.import_module('ansible_collections.redbutton.deploy.plugins.action.' + module).ActionModule
+    seen = []
+
+    @contextlib.contextmanager
+    def spy(short):
+        seen.append(short)
+        yield
+
+    monkeypatch.setattr(_payload_cache, 'kept', spy)
+    release_action = importlib.import_module('ansible_collections.redbutton.deploy.plugins.action.release')
+    monkeypatch.setattr(release_action, 'kept', spy)
+    monkeypatch.setattr(_payload_cache.NormalAction, '_execute_module', lambda self, *args, **kwargs: {'called': True})
+    monkeypatch.setattr(release_action.ActionBase, '_execute_module', lambda self, *args, **kwargs: {'called': True})
+    plugin = action.__new__(action)
+    plugin._task = mock.Mock(resolved_action='redbutton.deploy.' + module, action=module)
+    assert plugin._execute_module(module_name='redbutton.deploy.' + module, module_args={}, task_vars={}) == {'called': True}
+    assert seen == [module]
+
+
+@pytest.mark.parametrize('module', MODULES)
 def test_the_modules_kept_import_only_ansible_core_and_this_collection(module):
     """The key covers this collection's module_utils and ansible-core: a module of another collection
     imported by a kept module would not be in it."""
-    plugins = os.path.dirname(os.path.dirname(os.path.abspath(_payload_cache.__file__)))
-    paths = [os.path.join(plugins, 'modules', module + '.py')]
-    for top, dummy, files in os.walk(os.path.join(plugins, 'module_utils')):
+    paths = [os.path.join(PLUGINS, 'modules', module + '.py')]
+    for top, dummy, files in os.walk(os.path.join(PLUGINS, 'module_utils')):
         paths.extend(os.path.join(top, name) for name in files if name.endswith('.py'))
     for path in paths:
         for name in _imports(path):
