@@ -41,7 +41,7 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._archive import (
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import RedbuttonError
 from ansible_collections.redbutton.deploy.plugins.module_utils._fetch import is_url
 from ansible_collections.redbutton.deploy.plugins.module_utils._lock import controller_identity
-from ansible_collections.redbutton.deploy.plugins.plugin_utils._payload_cache import kept
+from ansible_collections.redbutton.deploy.plugins.plugin_utils._payload_cache import KeepsPayload
 
 
 def _reset_owner(info):
@@ -101,16 +101,12 @@ class LocalArtifact(object):
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-class ActionModule(ActionBase):
-    """Subclassable: a subclass names its module in MODULE (same upload and probe protocol)."""
+class ActionModule(KeepsPayload, ActionBase):
+    """Subclassable: a subclass names its module in MODULE (same upload and probe protocol). Its module
+    calls keep their payload between runs (KeepsPayload, plugins/plugin_utils/_payload_cache.py)."""
 
     TRANSFERS_FILES = False  # only when the host lacks the content; the tmp dir is made then
     MODULE = 'redbutton.deploy.release'
-
-    def _execute_module(self, *args, **kwargs):  # pylint: disable=arguments-differ
-        # The module's AnsiballZ payload comes from an earlier run when one kept it (plugin_utils/_payload_cache.py).
-        with kept(self.MODULE.rsplit('.', 1)[-1]):
-            return super(ActionModule, self)._execute_module(*args, **kwargs)
 
     def _stages(self, args):
         """Whether this call stages an artifact given on the controller."""

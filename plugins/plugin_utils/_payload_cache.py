@@ -288,10 +288,15 @@ def kept(short):
             display.vvv('redbutton.deploy: the module payload was not kept: %s' % exc)
 
 
-class KeptAction(NormalAction):
-    """ansible-core's action for a module (``normal``: check mode, async, everything as usual), with
-    the payload of this collection's module kept between runs."""
+class KeepsPayload(object):
+    """Mixin of this collection's action plugins: each module call inside ``kept()``."""
 
     def _execute_module(self, *args, **kwargs):  # pylint: disable=arguments-differ
-        with kept((self._task.resolved_action or self._task.action).rsplit('.', 1)[-1]):
-            return super(KeptAction, self)._execute_module(*args, **kwargs)
+        name = kwargs.get('module_name') or self._task.resolved_action or self._task.action
+        with kept(name.rsplit('.', 1)[-1]):
+            return super(KeepsPayload, self)._execute_module(*args, **kwargs)
+
+
+class KeptAction(KeepsPayload, NormalAction):
+    """ansible-core's action for a module (``normal``: check mode, async, everything as usual), with
+    the payload of this collection's module kept between runs."""

@@ -261,13 +261,14 @@ def test_every_module_is_called_with_its_payload_kept(module, monkeypatch):
 
     monkeypatch.setattr(_payload_cache, 'kept', spy)
     release_action = importlib.import_module('ansible_collections.redbutton.deploy.plugins.action.release')
-    monkeypatch.setattr(release_action, 'kept', spy)
     monkeypatch.setattr(_payload_cache.NormalAction, '_execute_module', lambda self, *args, **kwargs: {'called': True})
     monkeypatch.setattr(release_action.ActionBase, '_execute_module', lambda self, *args, **kwargs: {'called': True})
     plugin = action.__new__(action)
     plugin._task = mock.Mock(resolved_action='redbutton.deploy.' + module, action=module)
     assert plugin._execute_module(module_name='redbutton.deploy.' + module, module_args={}, task_vars={}) == {'called': True}
-    assert seen == [module]
+    # As ansible-core's normal action calls it: the module is the task's.
+    assert plugin._execute_module(task_vars={}, wrap_async=False) == {'called': True}
+    assert seen == [module, module]
 
 
 @pytest.mark.parametrize('module', MODULES)
