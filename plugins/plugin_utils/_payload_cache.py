@@ -34,8 +34,8 @@ The payload kept is ansible-core's with one addition: a .pyc of each file, compi
 controller's Python, that the host's Python uses only when it is the same version and the source
 beside it hashes the same (``with_bytecode``). It saves compiling the payload on every call.
 
-The newest ``KEEP`` keys stay, older ones are removed, so an upgrade of the collection or of
-ansible-core leaves nothing behind for long.
+The newest ``KEEP`` keys of each module stay, older ones are removed, so an upgrade of the collection
+or of ansible-core leaves nothing behind for long.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -80,6 +80,7 @@ class PayloadCache(object):
     def __init__(self, short, run_tmp=None, collection=_COLLECTION):
         self.run_dir = os.path.join(run_tmp or C.DEFAULT_LOCAL_TMP, 'ansiballz_cache')
         self.top = os.path.join(os.path.dirname(run_tmp or C.DEFAULT_LOCAL_TMP), DIRNAME)
+        self.short = short
         self.module_path = os.path.join(collection, 'plugins', 'modules', short + '.py')
         self.utils = os.path.join(collection, 'plugins', 'module_utils')
         # ansible-core names the payload of a collection module after its import path (then '-' and
@@ -91,6 +92,7 @@ class PayloadCache(object):
 
     # -- the key --------------------------------------------------------------------------------
     def key(self):
+        """<module>-<digest>: the directory of this module's kept payload (each module has its own keys)."""
         digest = hashlib.sha256()
         for part in (ansible.__version__, os.path.dirname(ansible.__file__), sys.version, self.module_path):
             digest.update(part.encode('utf-8') + b'\0')
@@ -109,7 +111,7 @@ class PayloadCache(object):
                 for name in sorted(files):
                     info = os.stat(os.path.join(top, name))
                     digest.update(('%s\0%d\0%d\0' % (os.path.join(top, name), info.st_size, info.st_mtime_ns)).encode('utf-8'))
-        return digest.hexdigest()[:40]
+        return '%s-%s' % (self.short, digest.hexdigest()[:40])
 
     # -- the directory --------------------------------------------------------------------------
     def _private_top(self, create):
@@ -186,21 +188,23 @@ class PayloadCache(object):
         return kept
 
     def prune(self):
-        """Remove all but the KEEP newest keys, and temporary files a killed run left."""
-        keys = []
+        """Remove all but the KEEP newest keys of each module, and temporary files a killed run left.
+        Per module: the modules of a run (transition, a gate, the lock) must not push each other out."""
+        keys = {}
         now = time.time()
         for name in os.listdir(self.top):
             path = os.path.join(self.top, name)
             info = os.lstat(path)
             if stat.S_ISDIR(info.st_mode):
-                keys.append((info.st_mtime, path))
+                keys.setdefault(name.rpartition('-')[0], []).append((info.st_mtime, path))
                 for leftover in glob.glob(os.path.join(glob.escape(path), '.*.tmp')):
                     if now - os.lstat(leftover).st_mtime > _STALE_TEMP:
                         os.unlink(leftover)
-        for dummy, path in sorted(keys, reverse=True)[KEEP:]:
-            for name in os.listdir(path):
-                os.unlink(os.path.join(path, name))
-            os.rmdir(path)
+        for module_keys in keys.values():
+            for dummy, path in sorted(module_keys, reverse=True)[KEEP:]:
+                for name in os.listdir(path):
+                    os.unlink(os.path.join(path, name))
+                os.rmdir(path)
 
 
 def with_bytecode(payload, variant):

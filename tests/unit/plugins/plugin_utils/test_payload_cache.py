@@ -211,6 +211,42 @@ def test_only_the_newest_keys_stay_and_leftovers_of_killed_runs_go(world):
     assert max(os.listdir(str(world.top)), key=lambda name: os.stat(str(world.top / name)).st_mtime) == user.key()
 
 
+def test_the_modules_of_a_run_never_push_each_other_out(world, tmp_path):
+    """Each module has its keys: a run that calls more modules than KEEP (transition, a gate, the lock,
+    release_info) keeps every payload, and pruning only drops a module's own old keys."""
+    shorts = ['transition'] + ['mod%d' % number for number in range(KEEP + 1)]
+    for short in shorts[1:]:
+        (world.root / 'plugins' / 'modules' / (short + '.py')).write_text('import y\n')
+
+    def run(short, built=None):
+        run_tmp = tmp_path / 'local-temp' / ('ansible-local-%s-%d' % (short, len(os.listdir(str(tmp_path / 'local-temp')))))
+        (run_tmp / 'ansiballz_cache').mkdir(parents=True)
+        cache = PayloadCache(short, run_tmp=str(run_tmp), collection=str(world.root))
+        if built is not None:
+            (run_tmp / 'ansiballz_cache' / (cache.fqn + '-ZIP_DEFLATED-none')).write_bytes(built)
+        return cache, run_tmp / 'ansiballz_cache'
+    for short in shorts:
+        assert run(short, PAYLOAD + short.encode())[0].keep() is True
+    assert sorted(os.listdir(str(world.top))) == sorted(run(short)[0].key() for short in shorts)
+    others = sorted(run(short)[0].key() for short in shorts[1:])
+    for short in shorts:
+        cache, run_dir = run(short)
+        assert cache.seed() is True
+        assert (run_dir / (cache.fqn + '-ZIP_DEFLATED-none')).read_bytes() == PAYLOAD + short.encode()
+    # New module_utils: each module keeps its KEEP newest keys, whatever the other modules did.
+    for number in range(KEEP + 1):
+        (world.root / 'plugins' / 'module_utils' / '_engine.py').write_text('ENGINE = %d\n' % (number + 100))
+        cache, dummy = run('transition', PAYLOAD)
+        cache.keep()
+        past = time.time() - 50 + number
+        os.utime(str(world.top / cache.key()), (past, past))
+    cache.prune()
+    names = os.listdir(str(world.top))
+    assert len([name for name in names if name.startswith('transition-')]) == KEEP
+    # The other modules' keys of the old module_utils stay until each of them runs with the new ones.
+    assert sorted(name for name in names if not name.startswith('transition-')) == others
+
+
 @pytest.mark.parametrize('value, used', [('false', False), ('no', False), ('0', False), ('true', True), ('maybe', True)])
 def test_the_environment_turns_it_off(world, monkeypatch, value, used):
     first, dummy = world.run(PAYLOAD)
