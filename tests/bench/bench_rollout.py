@@ -16,9 +16,10 @@ it times, as medians of --repeat rounds each on a fresh application root:
   podman            rollout and rollback through a podman connection into one container
                       (when podman and the Molecule image are there; --no-podman skips it)
 
-Two yardsticks, not targets: one ping module task against the floor (what one module call costs on
-this machine), and the time Ansible takes to build the transition module's AnsiballZ payload (once
-per run, on the controller) against ping's.
+Three yardsticks, not targets: one ping module task against the floor (what one module call costs on
+this machine), the time Ansible takes to build the transition module's AnsiballZ payload (once
+per run, on the controller) against ping's, and one transition call alone (a one-task playbook that
+re-runs the stage step of the current release): the least any re-run can cost, whatever the roles do.
 
 The transition module's payload is kept between runs, with the bytecode of its files
 (plugins/plugin_utils/_payload_cache.py), in the bench's own ANSIBLE_LOCAL_TEMP: the untimed first
@@ -73,6 +74,18 @@ FLOOR_PLAYBOOK = """---
 """
 # The cost of one module task (not a target, a yardstick): the floor with one ansible.builtin.ping.
 PING_PLAYBOOK = FLOOR_PLAYBOOK.replace('ansible.builtin.debug:\n        msg: noop', 'ansible.builtin.ping:')
+# The least a re-run can cost (not a target, a yardstick): the floor with one transition call that re-runs the
+# stage step of the current release, with the kept payload: one task, one module call, no role around it.
+ONE_CALL_PLAYBOOK = FLOOR_PLAYBOOK.replace('ansible.builtin.debug:\n        msg: noop', '''redbutton.deploy.transition:
+        root: "{{ redbutton_root }}"
+        direction: rollout
+        steps: [stage]
+        release: "{{ redbutton_release }}"
+        src: "{{ redbutton_artifact }}"
+        shared_paths: "{{ redbutton_shared_paths }}"
+        actor: bench
+        lock_owner: bench
+        run_id: bench''')
 
 
 def free_port():
@@ -105,6 +118,9 @@ class Bench(object):
         self.ping_playbook = os.path.join(workdir, 'ping.yml')
         with open(self.ping_playbook, 'w', encoding='utf-8') as handle:
             handle.write(PING_PLAYBOOK)
+        self.one_call_playbook = os.path.join(workdir, 'one-call.yml')
+        with open(self.one_call_playbook, 'w', encoding='utf-8') as handle:
+            handle.write(ONE_CALL_PLAYBOOK)
         self.artifacts = {}
         self.calls = {}
         self.engine = {}  # (case, step): the engine's step seconds of each round (the work on the host)
@@ -189,6 +205,10 @@ class Bench(object):
                 cold = dict(self.env, REDBUTTON_PAYLOAD_CACHE='false')
                 times['re-run, payload built'], dummy, calls = self.rollout(extra, 'v2', env=cold)
                 self.note((name, 're-run, payload built'), calls)
+                times['one call'], changed, calls = self.playbook([self.one_call_playbook] + extra + [
+                    '-e', 'redbutton_release=v2', '-e', 'redbutton_artifact=%s' % self.artifacts['v2']])
+                if changed or calls != {'redbutton.deploy.transition': 1}:
+                    raise SystemExit('the one-call yardstick changed=%d with %s: it did not re-run v2' % (changed, calls))
             times['rollback'], dummy, calls = self.playbook(['redbutton.deploy.rollback'] + extra)
             self.note((name, 'rollback'), calls)
             check_rolled_back(root)
@@ -239,6 +259,11 @@ def report(floor, results, calls, engine):
         value = statistics.median(built)
         lines.append('defaults re-run without the kept payload (REDBUTTON_PAYLOAD_CACHE=false, ansible-core builds it): %.2f s   '
                      'floor + %.2f s (not a target)' % (value, value - floor))
+    one = results.get('defaults', {}).get('one call')
+    if one:
+        value = statistics.median(one)
+        lines.append('one transition call      %5.2f s   floor + %.2f s: the least a re-run can cost (a one-task playbook, the stage '
+                     'step of the current release, the kept payload; not a target)' % (value, value - floor))
     return lines, missed
 
 
