@@ -16,10 +16,12 @@ it times, as medians of --repeat rounds each on a fresh application root:
   podman            rollout and rollback through a podman connection into one container
                       (when podman and the Molecule image are there; --no-podman skips it)
 
-Three yardsticks, not targets: one ping module task against the floor (what one module call costs on
+Yardsticks, not targets: one ping module task against the floor (what one module call costs on
 this machine), the time Ansible takes to build the transition module's AnsiballZ payload (once
 per run, on the controller) against ping's, and one transition call alone (a one-task playbook that
 re-runs the stage step of the current release): the least any re-run can cost, whatever the roles do.
+Beside it, the same re-run by the rollout role alone in a one-play playbook: what the role adds to the
+call, and what the rollout playbook's waves, gates and fleet-wide put-back add to the role.
 
 The transition module's payload is kept between runs, with the bytecode of its files
 (plugins/plugin_utils/_payload_cache.py), in the bench's own ANSIBLE_LOCAL_TEMP: the untimed first
@@ -86,6 +88,13 @@ ONE_CALL_PLAYBOOK = FLOOR_PLAYBOOK.replace('ansible.builtin.debug:\n        msg:
         actor: bench
         lock_owner: bench
         run_id: bench''')
+# Between the two (a yardstick too): the rollout role alone, in a one-play playbook, without the rollout playbook's
+# waves, gates and fleet-wide put-back around it.
+ROLE_PLAYBOOK = FLOOR_PLAYBOOK.replace('''  tasks:
+    - name: Do nothing
+      ansible.builtin.debug:
+        msg: noop''', '''  roles:
+    - redbutton.deploy.rollout''')
 
 
 def free_port():
@@ -121,6 +130,9 @@ class Bench(object):
         self.one_call_playbook = os.path.join(workdir, 'one-call.yml')
         with open(self.one_call_playbook, 'w', encoding='utf-8') as handle:
             handle.write(ONE_CALL_PLAYBOOK)
+        self.role_playbook = os.path.join(workdir, 'role.yml')
+        with open(self.role_playbook, 'w', encoding='utf-8') as handle:
+            handle.write(ROLE_PLAYBOOK)
         self.artifacts = {}
         self.calls = {}
         self.engine = {}  # (case, step): the engine's step seconds of each round (the work on the host)
@@ -209,6 +221,10 @@ class Bench(object):
                     '-e', 'redbutton_release=v2', '-e', 'redbutton_artifact=%s' % self.artifacts['v2']])
                 if changed or calls != {'redbutton.deploy.transition': 1}:
                     raise SystemExit('the one-call yardstick changed=%d with %s: it did not re-run v2' % (changed, calls))
+                times['role alone'], changed, calls = self.playbook([self.role_playbook] + extra + [
+                    '-e', 'redbutton_release=v2', '-e', 'redbutton_artifact=%s' % self.artifacts['v2']])
+                if changed or calls != {'redbutton.deploy.transition': 1}:
+                    raise SystemExit('the role-alone yardstick changed=%d with %s: it did not re-run v2' % (changed, calls))
             times['rollback'], dummy, calls = self.playbook(['redbutton.deploy.rollback'] + extra)
             self.note((name, 'rollback'), calls)
             check_rolled_back(root)
@@ -264,6 +280,11 @@ def report(floor, results, calls, engine):
         value = statistics.median(one)
         lines.append('one transition call      %5.2f s   floor + %.2f s: the least a re-run can cost (a one-task playbook, the stage '
                      'step of the current release, the kept payload; not a target)' % (value, value - floor))
+    role = results.get('defaults', {}).get('role alone')
+    if role:
+        value = statistics.median(role)
+        lines.append('the rollout role alone   %5.2f s   floor + %.2f s: the same re-run by the role in a one-play playbook, without '
+                     'the rollout playbook\'s waves, gates and put-back (not a target)' % (value, value - floor))
     return lines, missed
 
 
