@@ -121,22 +121,19 @@ class Bench(object):
         self.inventory = os.path.join(workdir, 'inventory.ini')
         with open(self.inventory, 'w', encoding='utf-8') as handle:
             handle.write('localhost ansible_connection=local ansible_python_interpreter=%s\n' % sys.executable)
-        self.floor_playbook = os.path.join(workdir, 'floor.yml')
-        with open(self.floor_playbook, 'w', encoding='utf-8') as handle:
-            handle.write(FLOOR_PLAYBOOK)
-        self.ping_playbook = os.path.join(workdir, 'ping.yml')
-        with open(self.ping_playbook, 'w', encoding='utf-8') as handle:
-            handle.write(PING_PLAYBOOK)
-        self.one_call_playbook = os.path.join(workdir, 'one-call.yml')
-        with open(self.one_call_playbook, 'w', encoding='utf-8') as handle:
-            handle.write(ONE_CALL_PLAYBOOK)
-        self.role_playbook = os.path.join(workdir, 'role.yml')
-        with open(self.role_playbook, 'w', encoding='utf-8') as handle:
-            handle.write(ROLE_PLAYBOOK)
+        self.floor_playbook, self.ping_playbook, self.one_call_playbook, self.role_playbook = [
+            self._write(name, text) for name, text in (('floor.yml', FLOOR_PLAYBOOK), ('ping.yml', PING_PLAYBOOK),
+                                                       ('one-call.yml', ONE_CALL_PLAYBOOK), ('role.yml', ROLE_PLAYBOOK))]
         self.artifacts = {}
         self.calls = {}
         self.engine = {}  # (case, step): the engine's step seconds of each round (the work on the host)
         self.last_engine = 0.0
+
+    def _write(self, name, text):
+        path = os.path.join(self.workdir, name)
+        with open(path, 'w', encoding='utf-8') as handle:
+            handle.write(text)
+        return path
 
     def build(self):
         base, _checksum = build_releases.build_release(os.path.join(self.workdir, 'art'), 'v1')
@@ -217,14 +214,12 @@ class Bench(object):
                 cold = dict(self.env, REDBUTTON_PAYLOAD_CACHE='false')
                 times['re-run, payload built'], dummy, calls = self.rollout(extra, 'v2', env=cold)
                 self.note((name, 're-run, payload built'), calls)
-                times['one call'], changed, calls = self.playbook([self.one_call_playbook] + extra + [
-                    '-e', 'redbutton_release=v2', '-e', 'redbutton_artifact=%s' % self.artifacts['v2']])
-                if changed or calls != {'redbutton.deploy.transition': 1}:
-                    raise SystemExit('the one-call yardstick changed=%d with %s: it did not re-run v2' % (changed, calls))
-                times['role alone'], changed, calls = self.playbook([self.role_playbook] + extra + [
-                    '-e', 'redbutton_release=v2', '-e', 'redbutton_artifact=%s' % self.artifacts['v2']])
-                if changed or calls != {'redbutton.deploy.transition': 1}:
-                    raise SystemExit('the role-alone yardstick changed=%d with %s: it did not re-run v2' % (changed, calls))
+                # The yardsticks: the same re-run as one transition call alone, and as the rollout role alone.
+                for label, playbook in (('one call', self.one_call_playbook), ('role alone', self.role_playbook)):
+                    times[label], changed, calls = self.playbook([playbook] + extra + [
+                        '-e', 'redbutton_release=v2', '-e', 'redbutton_artifact=%s' % self.artifacts['v2']])
+                    if changed or calls != {'redbutton.deploy.transition': 1}:
+                        raise SystemExit('the %s yardstick changed=%d with %s: it did not re-run v2' % (label, changed, calls))
             times['rollback'], dummy, calls = self.playbook(['redbutton.deploy.rollback'] + extra)
             self.note((name, 'rollback'), calls)
             check_rolled_back(root)
@@ -275,16 +270,14 @@ def report(floor, results, calls, engine):
         value = statistics.median(built)
         lines.append('defaults re-run without the kept payload (REDBUTTON_PAYLOAD_CACHE=false, ansible-core builds it): %.2f s   '
                      'floor + %.2f s (not a target)' % (value, value - floor))
-    one = results.get('defaults', {}).get('one call')
-    if one:
-        value = statistics.median(one)
-        lines.append('one transition call      %5.2f s   floor + %.2f s: the least a re-run can cost (a one-task playbook, the stage '
-                     'step of the current release, the kept payload; not a target)' % (value, value - floor))
-    role = results.get('defaults', {}).get('role alone')
-    if role:
-        value = statistics.median(role)
-        lines.append('the rollout role alone   %5.2f s   floor + %.2f s: the same re-run by the role in a one-play playbook, without '
-                     'the rollout playbook\'s waves, gates and put-back (not a target)' % (value, value - floor))
+    for label, name, what in (
+            ('one call', 'one transition call', 'the least a re-run can cost (a one-task playbook, the stage step of the current '
+                                                'release, the kept payload; not a target)'),
+            ('role alone', 'the rollout role alone', 'the same re-run by the role in a one-play playbook, without the rollout '
+                                                     'playbook\'s waves, gates and put-back (not a target)')):
+        if results.get('defaults', {}).get(label):
+            value = statistics.median(results['defaults'][label])
+            lines.append('%-24s %5.2f s   floor + %.2f s: %s' % (name, value, value - floor, what))
     return lines, missed
 
 
