@@ -20,8 +20,10 @@ Yardsticks, not targets: one ping module task against the floor (what one module
 this machine), the time Ansible takes to build the transition module's AnsiballZ payload (once
 per run, on the controller) against ping's, and one transition call alone (a one-task playbook that
 re-runs the stage step of the current release): the least any re-run can cost, whatever the roles do.
-Beside it, the same re-run by the rollout role alone in a one-play playbook: what the role adds to the
-call, and what the rollout playbook's waves, gates and fleet-wide put-back add to the role.
+Beside it, the same call in the least role with the rollout role's interface (its argument validation,
+the call and the artifacts for AWX), and the same re-run by the rollout role alone in a one-play
+playbook: what the role's own steps add, and what the rollout playbook's waves, gates and fleet-wide
+put-back add to the role.
 
 The transition module's payload is kept between runs, with the bytecode of its files
 (plugins/plugin_utils/_payload_cache.py), in the bench's own ANSIBLE_LOCAL_TEMP: the untimed first
@@ -52,6 +54,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -76,18 +79,34 @@ FLOOR_PLAYBOOK = """---
 """
 # The cost of one module task (not a target, a yardstick): the floor with one ansible.builtin.ping.
 PING_PLAYBOOK = FLOOR_PLAYBOOK.replace('ansible.builtin.debug:\n        msg: noop', 'ansible.builtin.ping:')
-# The least a re-run can cost (not a target, a yardstick): the floor with one transition call that re-runs the
-# stage step of the current release, with the kept payload: one task, one module call, no role around it.
-ONE_CALL_PLAYBOOK = FLOOR_PLAYBOOK.replace('ansible.builtin.debug:\n        msg: noop', '''redbutton.deploy.transition:
-        root: "{{ redbutton_root }}"
-        direction: rollout
-        steps: [stage]
-        release: "{{ redbutton_release }}"
-        src: "{{ redbutton_artifact }}"
-        shared_paths: "{{ redbutton_shared_paths }}"
-        actor: bench
-        lock_owner: bench
-        run_id: bench''')
+# One transition call that re-runs the stage step of the current release: the yardsticks' call.
+CALL_TASK = """- name: Re-run the stage step of the current release
+  redbutton.deploy.transition:
+    root: "{{ redbutton_root }}"
+    direction: rollout
+    steps: [stage]
+    release: "{{ redbutton_release }}"
+    src: "{{ redbutton_artifact }}"
+    shared_paths: "{{ redbutton_shared_paths }}"
+    actor: bench
+    lock_owner: bench
+    run_id: bench
+  register: redbutton_result
+"""
+# The least a re-run can cost (not a target, a yardstick): the floor with that one call instead of its task, no role
+# around it.
+ONE_CALL_PLAYBOOK = FLOOR_PLAYBOOK.split('  tasks:')[0] + '  tasks:\n' + textwrap.indent(CALL_TASK, '    ')
+# The least a role with the rollout role's interface can cost (a yardstick too): its argument validation (the rollout
+# role's meta/argument_specs.yml, copied), the call, and the artifacts for AWX; no run id, hooks, load balancer,
+# automatic rollback or sentence. The bench writes it as a role of its own in its work directory.
+LEAST_ROLE_TASKS = '---\n' + CALL_TASK + """
+- name: Publish where this host stands as the run's artifacts
+  ansible.builtin.set_stats:
+    data:
+      redbutton: "{{ {inventory_hostname: {'release': redbutton_result.current, 'msg': redbutton_result.msg}} }}"
+    per_host: false
+    aggregate: true
+"""
 # Between the two (a yardstick too): the rollout role alone, in a one-play playbook, without the rollout playbook's
 # waves, gates and fleet-wide put-back around it.
 ROLE_PLAYBOOK = FLOOR_PLAYBOOK.replace('''  tasks:
@@ -121,9 +140,14 @@ class Bench(object):
         self.inventory = os.path.join(workdir, 'inventory.ini')
         with open(self.inventory, 'w', encoding='utf-8') as handle:
             handle.write('localhost ansible_connection=local ansible_python_interpreter=%s\n' % sys.executable)
-        self.floor_playbook, self.ping_playbook, self.one_call_playbook, self.role_playbook = [
-            self._write(name, text) for name, text in (('floor.yml', FLOOR_PLAYBOOK), ('ping.yml', PING_PLAYBOOK),
-                                                       ('one-call.yml', ONE_CALL_PLAYBOOK), ('role.yml', ROLE_PLAYBOOK))]
+        least = os.path.join(workdir, 'roles', 'least')
+        os.makedirs(os.path.join(least, 'meta'))
+        shutil.copy(os.path.join(REPO, 'roles', 'rollout', 'meta', 'argument_specs.yml'), os.path.join(least, 'meta'))
+        self._write(os.path.join('roles', 'least', 'tasks', 'main.yml'), LEAST_ROLE_TASKS)
+        self.floor_playbook, self.ping_playbook, self.one_call_playbook, self.least_playbook, self.role_playbook = [
+            self._write(name, text) for name, text in (
+                ('floor.yml', FLOOR_PLAYBOOK), ('ping.yml', PING_PLAYBOOK), ('one-call.yml', ONE_CALL_PLAYBOOK),
+                ('least.yml', ROLE_PLAYBOOK.replace('redbutton.deploy.rollout', least)), ('role.yml', ROLE_PLAYBOOK))]
         self.artifacts = {}
         self.calls = {}
         self.engine = {}  # (case, step): the engine's step seconds of each round (the work on the host)
@@ -131,6 +155,7 @@ class Bench(object):
 
     def _write(self, name, text):
         path = os.path.join(self.workdir, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, 'w', encoding='utf-8') as handle:
             handle.write(text)
         return path
@@ -214,8 +239,10 @@ class Bench(object):
                 cold = dict(self.env, REDBUTTON_PAYLOAD_CACHE='false')
                 times['re-run, payload built'], dummy, calls = self.rollout(extra, 'v2', env=cold)
                 self.note((name, 're-run, payload built'), calls)
-                # The yardsticks: the same re-run as one transition call alone, and as the rollout role alone.
-                for label, playbook in (('one call', self.one_call_playbook), ('role alone', self.role_playbook)):
+                # The yardsticks: the same re-run as one transition call alone, as the least role around it, and as the
+                # rollout role alone.
+                for label, playbook in (('one call', self.one_call_playbook), ('least role', self.least_playbook),
+                                        ('role alone', self.role_playbook)):
                     times[label], changed, calls = self.playbook([playbook] + extra + [
                         '-e', 'redbutton_release=v2', '-e', 'redbutton_artifact=%s' % self.artifacts['v2']])
                     if changed or calls != {'redbutton.deploy.transition': 1}:
@@ -273,6 +300,8 @@ def report(floor, results, calls, engine):
     for label, name, what in (
             ('one call', 'one transition call', 'the least a re-run can cost (a one-task playbook, the stage step of the current '
                                                 'release, the kept payload; not a target)'),
+            ('least role', 'the least role', 'the rollout role\'s argument validation, the same call and the artifacts for '
+                                             'AWX, in a role of their own: the least a role with its interface costs (not a target)'),
             ('role alone', 'the rollout role alone', 'the same re-run by the role in a one-play playbook, without the rollout '
                                                      'playbook\'s waves, gates and put-back (not a target)')):
         if results.get('defaults', {}).get(label):
