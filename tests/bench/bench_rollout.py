@@ -95,7 +95,7 @@ CALL_TASK = """- name: Re-run the stage step of the current release
 """
 # The least a re-run can cost (not a target, a yardstick): the floor with that one call instead of its task, no role
 # around it.
-ONE_CALL_PLAYBOOK = FLOOR_PLAYBOOK.split('  tasks:')[0] + '  tasks:\n' + textwrap.indent(CALL_TASK, '    ')
+ONE_CALL_PLAYBOOK = FLOOR_PLAYBOOK.partition('  tasks:')[0] + '  tasks:\n' + textwrap.indent(CALL_TASK, '    ')
 # The least a role with the rollout role's interface can cost (a yardstick too): its argument validation (the rollout
 # role's meta/argument_specs.yml, copied), the call, and the artifacts for AWX; no run id, hooks, load balancer,
 # automatic rollback or sentence. The bench writes it as a role of its own in its work directory.
