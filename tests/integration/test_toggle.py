@@ -83,6 +83,9 @@ def test_flip_bad_flip_reverts_everywhere_previous(fleet):
      'redbutton_waves item 0 is not valid'),
     (['-e', 'redbutton_feature=new_checkout', '-e', 'redbutton_feature_state=on', '-e', 'redbutton_feature_reload=true',
       '-e', '{"redbutton_service": {"manager": "systemd"}}'], 'redbutton_feature_reload needs redbutton_service.name'),
+    (['-e', 'redbutton_feature=new_checkout', '-e', 'redbutton_feature_state=on', '-e', 'redbutton_feature_reload=true',
+      '-e', '{"redbutton_service": {"manager": "command", "action": "reload", "reload_command": "true", "timeout": "soon"}}'],
+     'redbutton_service.timeout "soon" is not valid'),
 ])
 def test_bad_settings_change_no_host(bare_fleet, extra, message):
     run = toggle(bare_fleet, *extra, rc=2)
@@ -101,3 +104,20 @@ def test_code_rollback_leaves_toggles_alone(fleet):
     web1.assert_state('v1', {'v1': 'ok', 'v2': 'rolled_back'})
     assert open(os.path.join(web1.root, 'shared', 'features.json'), 'rb').read() == before
     assert get(web1.port, '/features') == (200, 'new_checkout=on')
+
+
+def test_hanging_reload_is_stopped_and_the_toggle_put_back(fleet):
+    # The reload hangs while slow_reload is set (2 minutes), and returns at once when it is not.
+    service = {'manager': 'command', 'action': 'reload', 'timeout': 2,
+               'reload_command': 'if grep -q slow_reload {{ redbutton_root }}/shared/features.json; then sleep 120; fi'}
+    run = toggle(fleet, '-e', 'redbutton_feature=slow_reload', '-e', 'redbutton_feature_state=on',
+                 '-e', 'redbutton_feature_reload=true', '-e', json.dumps({'redbutton_service': service}), rc=2)
+    assert 'did not end within 2 s (redbutton_service.timeout): they were stopped' in run.output, run
+    assert 'failed on web1' in run.output and 'Reverted automatically' in run.output, run
+    # web1 was flipped, stopped in its reload and put back (its reload after the revert passed); web2 never changed.
+    assert [(e['from'], e['to'], e.get('reason')) for e in events(fleet, 'web1')] == [(None, 'on', None), ('on', None, 'revert')]
+    assert events(fleet, 'web2') == []
+    for name, site in fleet.sites.items():
+        assert 'slow_reload' not in toggles(fleet, name), name
+        assert get(site.port, '/health') == (200, 'ok')
+        assert site.served() == 'v1'
