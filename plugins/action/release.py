@@ -130,6 +130,21 @@ class ActionModule(KeepsPayload, ActionBase):
         become), so it can read a controller path itself: no probe, no upload, one call."""
         return self._connection.transport == 'local' and not self._connection.become
 
+    def _find_src(self, src):
+        """The controller path of src: where Ansible finds a file (the files/ of the roles and of the playbook's
+        directory), else relative to the directory ansible-playbook runs in. The collection's playbooks live in the
+        collection, so `-e redbutton_artifact=dist/app.tar.gz` means ./dist of the user's shell (or AWX's project)."""
+        path = os.path.expanduser(src)
+        try:
+            return self._find_needle('files', path)
+        except AnsibleError as exc:
+            here = os.path.abspath(path)
+            if os.path.exists(here):
+                return here
+            raise AnsibleActionFail('src %s was not found on the controller (not in %s, where ansible-playbook runs, nor: %s); '
+                                    'give an existing archive or directory, or remote_src: true for a path on the target host'
+                                    % (src, os.getcwd(), to_text(exc)))
+
     @staticmethod
     def _validate(artifact):
         try:
@@ -157,11 +172,7 @@ class ActionModule(KeepsPayload, ActionBase):
         artifact = None
         decrypted = None
         try:
-            try:
-                found = local = self._find_needle('files', os.path.expanduser(src))
-            except AnsibleError as exc:
-                raise AnsibleActionFail('src %s was not found on the controller (%s); give an existing archive or '
-                                        'directory, or remote_src: true for a path on the target host' % (src, to_text(exc)))
+            found = local = self._find_src(src)
             if os.path.isfile(local):
                 real = self._loader.get_real_file(local, decrypt=True)
                 if real != local:

@@ -196,3 +196,23 @@ def test_artifact_already_on_the_host(site):
     assert site.current() == 'v2' and site.statuses() == {'v2': 'ok'}
     assert site.ledger()['releases']['v2']['checksum'] == checksum
     assert site.ledger()['releases']['v2']['source'] == path
+
+
+def test_a_relative_artifact_is_found_where_ansible_playbook_runs(site, tmp_path):
+    """The documented command, `-e redbutton_artifact=dist/app-v1.tar.gz`, from the user's project directory: the
+    collection's playbooks live in the collection, so the path is the shell's, as for the runbook playbook."""
+    project = tmp_path / 'project'
+    (project / 'dist').mkdir(parents=True)
+    for version in ('v1', 'v2'):
+        os.link(site.artifacts[version][0], str(project / 'dist' / ('app-%s.tar.gz' % version)))
+    site.playbook('redbutton.deploy.rollout', '-e', 'redbutton_release=v1', '-e', 'redbutton_artifact=dist/app-v1.tar.gz',
+                  cwd=str(project))
+    site.assert_state('v1', {'v1': 'ok'})
+    site.playbook('redbutton.deploy.runbook', '-e', 'redbutton_release=v2', '-e', 'redbutton_artifact=dist/app-v2.tar.gz',
+                  '-e', 'redbutton_runbook_dir=runbooks', cwd=str(project))
+    assert os.path.isfile(str(project / 'runbooks' / 'sample-v2.md'))
+    missing = site.playbook('redbutton.deploy.rollout', '-e', 'redbutton_release=v2', '-e', 'redbutton_artifact=dist/app-v9.tar.gz',
+                            cwd=str(project), rc=2)
+    assert 'src dist/app-v9.tar.gz was not found on the controller (not in %s, where ansible-playbook runs' % project in missing.output
+    site.assert_state('v1', {'v1': 'ok'})
+    assert site.release_dirs() == ['v1']
