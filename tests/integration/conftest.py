@@ -189,7 +189,8 @@ class Fleet(object):
     web1's health check only looks at the port: it passes even while /health says 500 (the broken v3, or the
     break_health toggle), so a failure comes in the second wave, after web1 was changed."""
 
-    def __init__(self, tmp_path, artifacts, names=('web1', 'web2')):
+    def __init__(self, tmp_path, artifacts, names=('web1', 'web2'), app=True):
+        """app=False: the group vars name no redbutton_app, each host only its redbutton_root."""
         self.tmp = tmp_path
         self.sites = {}
         for name in names:
@@ -198,6 +199,8 @@ class Fleet(object):
         self.inventory = str(tmp_path / 'fleet.json')
         with open(os.path.join(EXAMPLES, 'sample-app.yml'), encoding='utf-8') as handle:
             shared_vars = handle.read()
+        if not app:
+            shared_vars = re.sub(r'^redbutton_app:.*\n', '', shared_vars, flags=re.M)
         hosts = {}
         for name, site in self.sites.items():
             hosts[name] = {'ansible_connection': 'local', 'ansible_python_interpreter': sys.executable,

@@ -268,3 +268,29 @@ def test_an_unreachable_host_stops_the_waves_and_the_run_goes_back(bare_fleet, t
     assert rows['web1'][3].endswith('put back on v1 by the fleet-wide rollback') and rows['web2'][3].endswith(
         'put back on v1 by the fleet-wide rollback'), run
     assert re.search(r'"ghost\s+2\s+-\s+-\s+unreachable, or failed outside its rollout"', run.output), run
+
+
+def test_a_fleet_named_by_its_roots_alone_is_put_back(tmp_path, artifacts):
+    """redbutton_root without redbutton_app (the user guide: the app is "required unless redbutton_root is set"): the
+    fleet-wide put-back after a failed wave, a rollback by run id and the runbook read each host's root."""
+    fleet = Fleet(tmp_path, artifacts, app=False)
+    fleet.artifacts = artifacts
+    web1, web2 = fleet.sites['web1'], fleet.sites['web2']
+    try:
+        rollout(fleet, 'v1')
+        run = rollout(fleet, 'v3', '-e', '{"redbutton_waves": [1, 1]}', rc=2)
+        web1.assert_state('v1', {'v1': 'ok', 'v3': 'rolled_back'})
+        web2.assert_state('v1', {'v1': 'ok', 'v3': 'failed'})
+        assert 'Fleet-wide rollback of run %s: put back web1 (v1).' % web1.ledger()['last_transition']['run_id'] in run.output, run
+        assert table(run)['web1'][3].endswith('; put back on v1 by the fleet-wide rollback'), run
+
+        rollout(fleet, 'v2')
+        run_id = web1.ledger()['last_transition']['run_id']
+        fleet.playbook('redbutton.deploy.rollback', '-e', 'redbutton_rollback_run=%s' % run_id)
+        web1.assert_state('v1', {'v1': 'ok', 'v2': 'rolled_back', 'v3': 'rolled_back'})
+        web2.assert_state('v1', {'v1': 'ok', 'v2': 'rolled_back', 'v3': 'failed'})
+
+        fleet.playbook('redbutton.deploy.runbook', '-e', 'redbutton_release=v2', '-e', 'redbutton_artifact=%s' % fleet.artifacts['v2'][0])
+        assert os.path.isfile(os.path.join(web2.root, '.redbutton', 'runbooks', 'v2.md'))
+    finally:
+        fleet.stop()
