@@ -64,7 +64,43 @@ def validate_checks(checks):
     if bad:
         raise RedbuttonError('redbutton_health_checks items %s are not valid: give each a name and exactly one of url (HTTP check), '
                              'port (TCP check) or command (command check).' % (bad,))
+    for check in checks or []:
+        problem = _check_problem(check)
+        if problem:
+            raise RedbuttonError('redbutton_health_checks item %r: %s. Fix the check; nothing was changed.' % (check['name'], problem))
     return list(checks or [])
+
+
+def _check_problem(check):
+    """What is wrong with the values of one check (a regex that does not compile, a status that is not a number, a command
+    with an open quote), found before any change: the same check would otherwise fail only after the switch."""
+    for key in ('body_regex', 'stdout_regex'):
+        if check.get(key) not in (None, ''):
+            try:
+                re.compile(check[key])
+            except (re.error, TypeError) as exc:
+                return '%s %r is not a regular expression (%s)' % (key, check[key], exc)
+    status = check.get('status')
+    if status is not None:
+        for value in status if isinstance(status, list) else [status]:
+            try:
+                if not 100 <= int(value) <= 599 or isinstance(value, bool):
+                    raise ValueError(value)
+            except (TypeError, ValueError):
+                return 'status %r is not an HTTP status: give a number from 100 to 599, or a list of them' % (status,)
+    if check.get('port') not in (None, ''):
+        try:
+            if not 1 <= int(check['port']) <= 65535 or isinstance(check['port'], bool):
+                raise ValueError(check['port'])
+        except (TypeError, ValueError):
+            return 'port %r is not a TCP port: give a number from 1 to 65535' % (check['port'],)
+    if check.get('command') not in (None, ''):
+        try:
+            if not shlex.split(str(check['command'])):
+                raise ValueError('it is empty')
+        except ValueError as exc:
+            return 'command %r cannot be split into words (%s): close its quotes' % (check['command'], exc)
+    return None
 
 
 class Service(object):

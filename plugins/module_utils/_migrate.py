@@ -303,8 +303,12 @@ class Migrator(object):
     """Plans and runs the migrations of one folder against one database."""
 
     def __init__(self, backend, path, target='latest', root=None, allow_data_loss=False, backup=True,
-                 rehearse=False, lock_timeout=60, check_mode=False):
+                 rehearse=False, lock_timeout=60, check_mode=False, before_change=None, after_step=None):
         self.backend = backend
+        # before_change(plan): once planned, before the first change (the caller writes down what will run);
+        # after_step(): after each migration is committed.
+        self.before_change = before_change
+        self.after_step = after_step
         self.path = path
         self.target = target
         self.root = root
@@ -345,6 +349,8 @@ class Migrator(object):
             plan = self.plan = self._plan(self.backend.read_history(), target)
             self.version = plan.current
             if not self.check_mode and plan.steps:
+                if self.before_change is not None:
+                    self.before_change(plan)
                 self._execute(plan, history_exists)
             return self._result(plan)
         except self.backend.errors as exc:
@@ -484,6 +490,8 @@ class Migrator(object):
                 raise self._failed(plan, step, failure)
             self.version = step.version if step.direction == UP else max([v for v in plan.history if v < step.version] or [0])
             self.applied.append(step.report())
+            if self.after_step is not None:
+                self.after_step()
 
     def _run(self, script):
         for index, statement in enumerate(script.statements):

@@ -183,6 +183,7 @@ class ReleaseManager(object):
         self.root = params['root']
         self.ledger = None
         self.lock = None
+        self.after_switch = None  # called right after current is renamed, before the ledger records it
         self.changed = False
         self.created = False
         self.would_exist = set()
@@ -679,6 +680,8 @@ class ReleaseManager(object):
         if not self.check_mode:
             with step('switching current to release %s' % release_id, os.path.join(self.root, CURRENT_LINK)):
                 self._switch(release_id)
+            if self.after_switch is not None:
+                self.after_switch()  # the transition engine's kill point between the rename and the ledger's write
         self.ledger.activate(release_id, old, actor=self._actor(), reason=self._reason())
         if old and self.params.get('previous_status') and self.ledger.get(old) is not None:
             self.ledger.set_status(old, self.params['previous_status'], actor=self._actor(), reason=self._reason())

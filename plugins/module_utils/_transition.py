@@ -465,6 +465,14 @@ class Transition(object):
                     errno.EROFS: '%s is on a read-only file system: remount it read-write, then run again'}.get(
                         exc.errno, 'fix the cause under %s, then run again')
             raise StepFailed(step, 'the %s step could not write: %s; %s' % (step, exc, hint % self.root))
+        except Exception as exc:  # pylint: disable=broad-except
+            # A fault nothing foresaw still goes through the bookkeeping: the step is failed in the open transition,
+            # and the automatic rollback (or the next run) undoes or finishes it, as for any failed step.
+            entry.update(outcome='failed', seconds=round(time.time() - started, 3))
+            text = 'the %s step failed: %s: %s' % (step, type(exc).__name__, exc)
+            if self.record is None or step == 'stage':
+                raise RedbuttonError(text)
+            raise StepFailed(step, text)
         if isinstance(outcome, tuple):
             entry['outcome'], entry['msg'] = outcome
         elif outcome:
@@ -641,7 +649,7 @@ class Transition(object):
         """A rollout that was stopped (killed) before its switch: migrate back what it applied, remove the
         release it created, close it. What an automatic rollback before the switch does."""
         known = record.get('migrate') or {}
-        if known.get('applied') and self.migrations:
+        if (known.get('applied') or known.get('pending')) and self.migrations:
             folder = os.path.join(release_path(self.root, record['to']), self.migrations['path'])
             self._run_migrator(folder, known['version_before'])
         if record.get('created') and self.ledger.get(record['to']) is not None and record['to'] != self.current:
@@ -735,7 +743,9 @@ class Transition(object):
                        'releases': dict((item['id'], item['status']) for item in result.get('releases') or []
                                         if not (result['created'] and item['id'] == self.release))}
         self.lock = self.rm.lock
-        if result['up_to_date']:
+        open_here = self.ledger.data.get('transition') or {}
+        if result['up_to_date'] and not (open_here.get('direction') == 'rollout' and open_here.get('to') == self.release):
+            # (A rollout of this release still open, killed inside its finish, is finished by the calls that follow.)
             self.outcome = 'up_to_date'
             if self.p.get('_plan') and self.check_mode:
                 # The runbook playbook documents the release already current too (a rollout has nothing to write).
@@ -762,6 +772,7 @@ class Transition(object):
                 from_id = record.get('from')  # the interrupted release never proved itself: go back further
             self._open_record('rollout', from_id if from_id != self.release else None, self.release,
                               created=result['created'])
+        self._save()
         note = self._capture()
         self._save()
         if self.p.get('_plan'):
@@ -817,20 +828,38 @@ class Transition(object):
                 return 'changed', '%s stays current, marked failed' % record['from']
         target = record['to']
         if self.current == target:
+            last = self.ledger.data.get('last_switch') or {}
+            if record.get('from') not in (None, target) and 'switch' not in record['done'] and last.get('to') != target:
+                # A run killed between the rename of current and the ledger's write: the symlink is the truth. Record
+                # the switch it made, so the restart, the statuses and the next rollback's target follow it.
+                old, actor = record['from'], self.p.get('actor')
+                previous_status = self._previous_status(old)
+                self.ledger.activate(target, old, actor=actor, reason=self.direction)
+                if previous_status and self.ledger.get(old) is not None:
+                    self.ledger.set_status(old, previous_status, actor=actor, reason=self.direction)
+                self.rm.save()
+                self._declare_toggles(target)
+                return 'changed', ('current was switched from %s to %s by a run stopped before the ledger recorded it: recorded now'
+                                   % (old, target))
             self._declare_toggles(target)  # a run killed right after the switch may not have declared them
             return 'ok', '%s is already current' % target
-        previous_status = {'rollout': None, 'rollback': 'rolled_back', 'auto_rollback': 'failed'}[self.direction]
-        if previous_status is None and self.current and self._status(self.current) == 'active':
-            # Current but never proven (its transition was interrupted): back to the status it had before that
-            # transition when it was ok, otherwise it was undone.
-            old = self.record.get('superseded') or {}
-            previous_status = 'ok' if old.get('to') == self.current and old.get('to_status') == 'ok' else 'rolled_back'
-        self.rm.params.update(reason=self.direction, force=False, previous_status=previous_status)
+        self.rm.params.update(reason=self.direction, force=False, previous_status=self._previous_status(self.current))
+        self.rm.after_switch = lambda: self._kill_point('during', 'switch')
         self.rm._activate(target)
         self.rm.params['previous_status'] = None
         toggles = self._declare_toggles(target)
         return 'changed', 'current switched from %s to %s%s' % (
             record['from'], target, ('; new toggles at their defaults: %s' % ', '.join(toggles['added'])) if toggles['added'] else '')
+
+    def _previous_status(self, old):
+        """The status the release switched away from gets."""
+        previous_status = {'rollout': None, 'rollback': 'rolled_back', 'auto_rollback': 'failed'}[self.direction]
+        if previous_status is None and old and self._status(old) == 'active':
+            # Current but never proven (its transition was interrupted): back to the status it had before that
+            # transition when it was ok, otherwise it was undone.
+            superseded = self.record.get('superseded') or {}
+            previous_status = 'ok' if superseded.get('to') == old and superseded.get('to_status') == 'ok' else 'rolled_back'
+        return previous_status
 
     def _declare_toggles(self, target):
         """The feature toggles the release declares and the host does not know yet, at their defaults."""
@@ -852,9 +881,15 @@ class Transition(object):
         record = self.record
         if self.direction == 'rollout':
             folder = os.path.join(release_path(self.root, record['to']), self.migrations['path'])
-            result = self._run_migrator(folder, self.migrations.get('target') or 'latest',
-                                        rehearse=self.migrations.get('rehearse'))
             known = record.get('migrate') or {}
+
+            def write_down(plan):
+                # On disk before the first migration commits: a run killed half-way is migrated back down by the next.
+                record['migrate'] = dict(known, version_before=known.get('version_before', plan.current),
+                                         applied=list(known.get('applied') or []), pending=[item.name for item in plan.steps])
+                self._save()
+            result = self._run_migrator(folder, self.migrations.get('target') or 'latest',
+                                        rehearse=self.migrations.get('rehearse'), before_change=write_down)
             applied = list(known.get('applied') or []) + _applied_names(result)
             before = known.get('version_before', result['version_before'])
             record['migrate'] = {'version_before': before, 'version_after': result['version_after'], 'applied': applied}
@@ -872,8 +907,9 @@ class Transition(object):
             result = self._run_migrator(folder, target)
         else:
             known = record.get('migrate') or {}
-            if not known.get('applied') or (record.get('switched') and not record.get('revert')):
-                return 'skipped', 'the rollout applied no migration' if not known.get('applied') else ''
+            started = known.get('applied') or known.get('pending')  # pending: it was stopped while migrating
+            if not started or (record.get('switched') and not record.get('revert')):
+                return 'skipped', 'the rollout applied no migration' if not started else ''
             folder = os.path.join(release_path(self.root, record['from']), self.migrations['path'])
             try:
                 result = self._run_migrator(folder, known['version_before'])
@@ -890,13 +926,14 @@ class Transition(object):
             return 'changed', 'database from version %s to %s' % (result['version_before'], result['version_after'])
         return 'ok', 'database at version %s' % result['version_after']
 
-    def _run_migrator(self, folder, target, rehearse=False):
+    def _run_migrator(self, folder, target, rehearse=False, before_change=None):
         from ansible_collections.redbutton.deploy.plugins.module_utils._migrate import Migrator, new_backend
         m = self.migrations
         backend = new_backend(m.get('engine') or 'sqlite', m['database'], run_command=self.host.run_command,
                               password=m.get('login_password'))
         migrator = Migrator(backend, folder, target=target, root=self.root, allow_data_loss=m.get('allow_data_loss'),
-                            backup=m.get('backup', True), rehearse=bool(rehearse), check_mode=self.check_mode)
+                            backup=m.get('backup', True), rehearse=bool(rehearse), check_mode=self.check_mode,
+                            before_change=before_change, after_step=lambda: self._kill_point('during', 'migrate'))
         with _Environ(m):
             result = migrator.run()
         for warning in result.get('warnings') or []:
@@ -1001,6 +1038,7 @@ class Transition(object):
             self.rm.params['reason'] = 'rollout'
             self.ledger.set_status(record['to'], 'ok', actor=actor, reason='rollout')
             self.rm.save()
+            self._kill_point('during', 'finish')
             self.rm._prune(int(self.p['keep']), record['to'])
             self.pruned = list(self.rm.pruned)
             self._record_settings()

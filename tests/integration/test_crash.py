@@ -4,8 +4,9 @@
 
 Each case brings its own root to the state it needs (v1 current, or v1 then v2) through the engine
 itself, in this process (no ansible-playbook start-up), then runs ansible-playbook and kills it:
-- at a kill point: REDBUTTON_KILL_AT=<direction>:<before|after>:<step> makes the engine SIGKILL its
-  process group inside the module, at that point. Ansible runs each task in a worker of its own
+- at a kill point: REDBUTTON_KILL_AT=<direction>:<before|after|during>:<step> makes the engine SIGKILL its
+  process group inside the module, at that point (during:switch: current renamed, the ledger not yet written;
+  during:finish: the release marked ok, before the prune and the close of the transition). Ansible runs each task in a worker of its own
   session, so that is the worker and the module; ansible-playbook then stops at once ("A worker was
   found in a dead state"): no rescue, no always, exactly as if the controller had died there;
 - at a wall-clock moment: the playbook's process group and every process under it are killed.
@@ -185,6 +186,8 @@ class Crash(object):
         state = self.state()
         where = '%s; right after the kill: %s; now: %s' % (what, self.after_kill, state)
         assert (site.served(), site.current(), ledger['current']) == (served, served, served), where
+        # The switch is recorded, not only the symlink: the next rollback's target depends on it.
+        assert ledger['last_switch']['to'] == served and ledger['releases'][served].get('activated_seq'), where
         assert site.statuses() == statuses, where
         assert ledger.get('transition') is None, where
         assert not site.locked(), 'the deploy lock was left behind: ' + where
@@ -353,7 +356,10 @@ for _point in ['%s:%s' % (w, s) for s in ROLLOUT_STEPS for w in ('before', 'afte
     CASES['rollout-' + _point.replace(':', '-')] = rollout_at(_point)
 for _point in ['%s:%s' % (w, s) for s in ROLLBACK_STEPS for w in ('before', 'after')]:
     CASES['rollback-' + _point.replace(':', '-')] = rollback_at(_point)
-for _point in ('after:stage', 'after:switch'):
+for _point in ('during:switch', 'during:finish'):
+    CASES['rollout-' + _point.replace(':', '-')] = rollout_at(_point)
+CASES['rollback-during-switch'] = rollback_at('during:switch')
+for _point in ('after:stage', 'during:switch', 'after:switch'):
     CASES['rollout-%s-then-rollback' % _point.replace(':', '-')] = rollout_then_rollback(_point)
 for _point in ('after:switch',):
     CASES['rollback-%s-then-rollout' % _point.replace(':', '-')] = rollback_then_rollout(_point)

@@ -349,3 +349,40 @@ def test_baseline_probes_see_a_lost_row_and_a_schema_change(site, tmp_path, sqli
         conn.executescript('DELETE FROM users WHERE id < 3; ALTER TABLE users ADD COLUMN email TEXT;')
     names = sorted(item['probe'] for item in run('compared')['differences'])
     assert names == ['db-rows-users', 'db-schema']
+
+
+def test_a_rollout_killed_between_two_migrations_is_migrated_back_down(site, releases, sqlite_db, tmp_path):
+    """Killed after its first migration committed and before the second (REDBUTTON_KILL_AT, inside the engine):
+    the rollback that follows takes the database back to v1's schema, and a re-run of the rollout finishes it
+    with the schema it had before (so its own rollback goes back to 1, not to 2)."""
+    v5 = build_release(tmp_path / 'more', 'v5', upto='v2')
+    with open(os.path.join(v5, 'migrations', '3_tags.up.sql'), 'w', encoding='utf-8') as handle:
+        handle.write('CREATE TABLE tags (id INTEGER PRIMARY KEY, tag TEXT);\n')
+    with open(os.path.join(v5, 'migrations', '3_tags.down.sql'), 'w', encoding='utf-8') as handle:
+        handle.write('DROP TABLE tags;\n')
+    releases = dict(releases, v5=v5)
+    deploy(site, releases, 'v1', sqlite_db)
+
+    def killed():
+        site.env['REDBUTTON_KILL_AT'] = 'rollout:during:migrate'
+        try:
+            run = site.playbook('redbutton.deploy.rollout', '-e', 'redbutton_release=v5', '-e', 'redbutton_artifact=%s' % v5,
+                                *site.vars_file('migrations', {'redbutton_migrations': sqlite_db.settings()}), rc=None)
+        finally:
+            del site.env['REDBUTTON_KILL_AT']
+        assert run.rc != 0 and 'A worker was found in a dead state' in run.output, run
+        assert sqlite_db.version() == 2 and site.current() == 'v1', 'not killed between the two migrations'
+
+    killed()
+    roll_back(site, sqlite_db)
+    site.assert_state('v1', {'v1': 'ok'})
+    assert sqlite_db.version() == 1 and sqlite_db.columns('users') == ['id', 'name'] and 'tags' not in sqlite_db.tables()
+    assert site.ledger()['transition'] is None
+
+    killed()
+    deploy(site, releases, 'v5', sqlite_db)
+    site.assert_state('v5', {'v1': 'ok', 'v5': 'ok'})
+    assert sqlite_db.version() == 3 and schema_versions(site) == {'v1': 1, 'v5': 3}
+    roll_back(site, sqlite_db)
+    site.assert_state('v1', {'v1': 'ok', 'v5': 'rolled_back'})
+    assert sqlite_db.version() == 1 and sqlite_db.columns('users') == ['id', 'name'] and sqlite_db.rows() == 3

@@ -1096,6 +1096,14 @@ def test_verify_of_an_expected_release_that_is_not_current(env):
     ({'migrations': {'path': 'migrations'}}, 'redbutton_migrations needs database'),
     ({'steps': ['stage', 'deploy']}, 'steps deploy are not valid'),
     ({'health_retries': -1}, 'health_retries -1 is not valid'),
+    # Values that would fail only after the switch (a regex that does not compile, a status that is not a number, a
+    # command with an open quote): refused before any change, naming the check and the key.
+    ({'health_checks': [{'name': 'home', 'url': 'http://127.0.0.1/', 'body_regex': '^ok('}]}, "item 'home': body_regex '^ok('"),
+    ({'health_checks': [{'name': 'cli', 'command': 'true', 'stdout_regex': 'v[12'}]}, "item 'cli': stdout_regex 'v[12'"),
+    ({'health_checks': [{'name': 'home', 'url': 'http://127.0.0.1/', 'status': 'abc'}]}, "item 'home': status 'abc' is not an HTTP"),
+    ({'health_checks': [{'name': 'home', 'url': 'http://127.0.0.1/', 'status': [200, 99]}]}, "item 'home': status [200, 99]"),
+    ({'health_checks': [{'name': 'db', 'port': 70000}]}, "item 'db': port 70000 is not a TCP port"),
+    ({'health_checks': [{'name': 'cli', 'command': "echo 'oops"}]}, "item 'cli': command \"echo 'oops\" cannot be split"),
 ])
 @pytest.mark.parametrize('direction', ['rollout', 'rollback'])
 def test_bad_input_is_refused_naming_it_and_nothing_changes(env, params, named, direction):
@@ -1123,3 +1131,22 @@ def test_directions_and_their_steps():
     assert step_order('rollout') == ('stage', 'migrate', 'switch', 'restart', 'verify', 'finish')
     assert step_order('rollout', 'after_switch') == ('stage', 'switch', 'migrate', 'restart', 'verify', 'finish')
     assert step_order('rollback') == step_order('auto_rollback') == ('switch', 'migrate', 'restart', 'verify', 'compare', 'finish')
+
+
+def test_a_fault_nothing_foresaw_in_a_step_is_a_failed_step_that_the_automatic_rollback_undoes(env, monkeypatch):
+    """An exception that is not the engine's own (here a ValueError in the checks, after the switch) still fails the
+    step through the engine's bookkeeping: the transition records it and the automatic rollback puts v1 back."""
+    env.rollout('v1')
+    from ansible_collections.redbutton.deploy.plugins.module_utils import _checks
+
+    def broken(self):
+        raise ValueError('a fault in the checks')
+    monkeypatch.setattr(_checks.HealthChecks, 'run', broken)
+    with pytest.raises(TransitionFailed) as caught:
+        env.rollout('v2')
+    assert 'failed at verify: the verify step failed: ValueError: a fault in the checks' in str(caught.value)
+    assert ledger(env.root)['transition']['failed_step'] == 'verify'
+    monkeypatch.undo()
+    result = env.run(direction='auto_rollback')
+    assert result['outcome'] == 'auto_rolled_back' and env.app.serves() == (200, 'v1')
+    assert statuses(env.root) == {'v1': 'ok', 'v2': 'failed'}
