@@ -15,6 +15,7 @@ import errno
 import json
 import os
 import re
+import signal
 import tempfile
 
 STATE_DIR = '.redbutton'
@@ -83,6 +84,13 @@ def fault_point(label, path=None):
     point = point.strip()
     if point == label or point == str(_FAULT_STATE['count']):
         raise OSError(code, '%s (injected by %s=%s)' % (os.strerror(code), FAULT_ENV, spec), path or label)
+
+
+def kill_point(point):
+    """Test hook (DEVELOPERS.md): REDBUTTON_KILL_AT=<point> SIGKILLs this process's group here (the module and the
+    Ansible worker running it), as a dead controller would. Never set in production."""
+    if os.environ.get('REDBUTTON_KILL_AT') == point:
+        os.killpg(os.getpgid(0), signal.SIGKILL)
 
 
 def _owner_name(uid):

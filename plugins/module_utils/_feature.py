@@ -33,6 +33,7 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
     RedbuttonError,
     atomic_write_bytes,
     atomic_write_json,
+    kill_point,
     read_json,
     state_dir,
     utcnow,
@@ -495,9 +496,11 @@ class FeatureRunner(object):
         owner = p.get('lock_owner') or p.get('run_id') or 'feature-%d' % os.getpid()
         if not self.check_mode:
             lock = self.lock or DeployLock(root, warn=self.warn)
-            taken, _holder, _before = lock.acquire(owner, timeout=p.get('lock_timeout', DEFAULT_LOCK_TIMEOUT))
+            taken, _holder, _before = lock.acquire(owner, timeout=p.get('lock_timeout', DEFAULT_LOCK_TIMEOUT),
+                                                   controller=p.get('_controller'))
             if not taken:
                 lock = None  # re-entered a lock this owner already held: leave it to them
+            kill_point('feature:after:lock')
         try:
             # Read again under the lock: another writer may have finished meanwhile.
             store = FeatureStore(root, now=self.now).load()

@@ -35,7 +35,6 @@ __metaclass__ = type
 import errno
 import os
 import re
-import signal
 import time
 import uuid
 
@@ -49,6 +48,7 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._checks import (
 from ansible_collections.redbutton.deploy.plugins.module_utils._common import (
     RedbuttonError,
     atomic_write_json,
+    kill_point,
     read_json,
     state_dir,
     utcnow,
@@ -414,11 +414,9 @@ class Transition(object):
         return self._result()
 
     def _kill_point(self, when, step):
-        """Test hook (docs: DEVELOPERS.md): REDBUTTON_KILL_AT=<direction>:<before|after>:<step> kills this process's
-        group with SIGKILL at that point (the module and the Ansible worker running it; ansible-playbook then stops,
-        as it does when a controller dies). Never set in production."""
-        if os.environ.get('REDBUTTON_KILL_AT') == '%s:%s:%s' % (self.direction, when, step):
-            os.killpg(os.getpgid(0), signal.SIGKILL)
+        """REDBUTTON_KILL_AT=<direction>:<before|after|during>:<step> (_common.kill_point; ansible-playbook then stops,
+        as it does when a controller dies)."""
+        kill_point('%s:%s:%s' % (self.direction, when, step))
 
     def _check_continuity(self):
         """A call that goes on with an open transition starts right after what it has done: never a
@@ -449,6 +447,8 @@ class Transition(object):
         self.steps.append(entry)
         try:
             outcome = getattr(self, '_' + step)()
+        except _Answer:
+            raise  # not a failure: the stage step's answer to the action plugin (it needs the artifact)
         except StepFailed:
             entry.update(outcome='failed', seconds=round(time.time() - started, 3))
             raise

@@ -91,6 +91,12 @@ options:
     description: Seconds to wait for a deploy lock held by another run (a rollout) before failing.
     type: float
     default: 30
+  _controller:
+    description:
+      - Internal, set by the action plugin; do not set it. The run taking the lock (C(host), C(pid) and C(started) of
+        the ansible-playbook process), recorded in the lock so that a later run from the same controller can take over
+        the lock of a run that died, as it does after a rollout.
+    type: dict
 seealso:
   - module: redbutton.deploy.release_info
   - module: redbutton.deploy.lock
@@ -220,6 +226,7 @@ def main():
         force=dict(type='bool', default=False),
         lock_owner=dict(type='str'),
         lock_timeout=dict(type='float', default=DEFAULT_LOCK_TIMEOUT),
+        _controller=dict(type='dict'),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     runner = FeatureRunner(module.params, check_mode=module.check_mode, diff=module._diff, warn=module.warn)

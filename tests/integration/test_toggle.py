@@ -121,3 +121,24 @@ def test_hanging_reload_is_stopped_and_the_toggle_put_back(fleet):
         assert 'slow_reload' not in toggles(fleet, name), name
         assert get(site.port, '/health') == (200, 'ok')
         assert site.served() == 'v1'
+
+
+def test_a_toggle_killed_while_it_holds_the_lock_is_taken_over_by_the_next_run(fleet):
+    """The feature module killed right after it took the deploy lock (REDBUTTON_KILL_AT): the next run from this
+    controller sees that the holder is gone and takes the lock over, as after a rollout, instead of waiting for it and
+    failing (and blocking toggles, rollouts and rollbacks) until the lock's TTL of an hour runs out."""
+    web1 = fleet.sites['web1']
+    web1.env['REDBUTTON_KILL_AT'] = 'feature:after:lock'
+    try:
+        killed = toggle(fleet, '-e', 'redbutton_feature=new_checkout', '-e', 'redbutton_feature_state=on', rc=None)
+    finally:
+        del web1.env['REDBUTTON_KILL_AT']
+    assert killed.rc != 0 and 'A worker was found in a dead state' in killed.output, killed
+    assert web1.locked(), 'the killed run left no lock: the case tests nothing'
+
+    again = toggle(fleet, '-e', 'redbutton_feature=new_checkout', '-e', 'redbutton_feature_state=on', '-e', 'redbutton_lock_timeout=5')
+    assert 'taking over the deploy lock' in ' '.join(again.output.split()), again
+    for name, site in fleet.sites.items():
+        assert toggles(fleet, name) == {'new_checkout': 'on'}
+        assert not site.locked()
+    fleet.playbook('redbutton.deploy.rollback', '-e', 'redbutton_rollback_to=v1')
