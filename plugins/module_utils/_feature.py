@@ -494,6 +494,8 @@ class FeatureRunner(object):
             return self._query(store, name, file, fmt)
         lock = None
         owner = p.get('lock_owner') or p.get('run_id') or 'feature-%d' % os.getpid()
+        if wanted == 'previous' and p.get('only_run_id') and run_change(Ledger(root, now=self.now).load(), name, p['only_run_id']) is None:
+            return self._change(store, wanted, name, file, fmt)  # that run never changed this host: no lock, no write
         if not self.check_mode:
             lock = self.lock or DeployLock(root, warn=self.warn)
             taken, _holder, _before = lock.acquire(owner, timeout=p.get('lock_timeout', DEFAULT_LOCK_TIMEOUT),
@@ -538,7 +540,7 @@ class FeatureRunner(object):
                         store, name, file, fmt, before, warnings,
                         'toggle %s was not last changed by run %s (last change: %s): left at %s'
                         % (name, p['only_run_id'], 'seq %s by run %s' % (latest['seq'], latest.get('run_id'))
-                           if latest else 'none recorded', describe(old)))
+                           if latest else 'none recorded', describe(old)), repair=False)
             if name not in store.toggles and change is None:
                 raise RedbuttonError(
                     'toggle %s is not known under %s, so there is no previous value to go back to; known toggles: %s'
@@ -583,11 +585,12 @@ class FeatureRunner(object):
         return self._result(True, store, name, file, fmt, before, rendered, warnings, msg,
                             old=old, new=new, seq=None if self.check_mode else seq, undoes=undoes)
 
-    def _unchanged(self, store, name, file, fmt, before, warnings, msg, rendered=None):
-        """Nothing to record; still re-render the file when it is missing or differs (a change of the host)."""
+    def _unchanged(self, store, name, file, fmt, before, warnings, msg, rendered=None, repair=True):
+        """Nothing to record; still re-render the file when it is missing or differs (a change of the host), unless
+        repair is False: the revert of a run that did not change this host leaves it exactly as it is."""
         if rendered is None:
             rendered = render(store.values(), fmt)
-        needs_write = before != rendered or store.dirty or file != store.data.get('file')
+        needs_write = repair and (before != rendered or store.dirty or file != store.data.get('file'))
         if needs_write:
             if not self.check_mode:
                 store.save(file, fmt, rendered)

@@ -119,7 +119,12 @@ class LocalHost(object):
 
 def run_module(module, engine):
     """The main() of every module: run engine() and exit with its result, or fail with the
-    message of a RedbuttonError (and the partial result it carries, if any)."""
+    message of a RedbuttonError (and the partial result it carries, if any). A relative root or
+    file is refused first: it would land under whatever directory the module runs in."""
+    for key, what in (('root', 'the application root, e.g. /srv/shop (redbutton_root)'), ('file', 'the file (redbutton_feature_file)')):
+        value = module.params.get(key)
+        if isinstance(value, str) and value and not os.path.isabs(value):
+            module.fail_json(msg='%s %s is a relative path: give the absolute path of %s. Nothing was changed.' % (key, value, what))
     try:
         result = engine()
     except RedbuttonError as exc:

@@ -204,12 +204,13 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.redbutton.deploy.plugins.module_utils._common import ROOT_ARGUMENT_SPEC, RedbuttonError
+from ansible_collections.redbutton.deploy.plugins.module_utils._common import ROOT_ARGUMENT_SPEC
 from ansible_collections.redbutton.deploy.plugins.module_utils._feature import (
     DEFAULT_LOCK_TIMEOUT,
     FORMATS,
     FeatureRunner,
 )
+from ansible_collections.redbutton.deploy.plugins.module_utils._hosts import run_module
 
 
 def main():
@@ -230,11 +231,7 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     runner = FeatureRunner(module.params, check_mode=module.check_mode, diff=module._diff, warn=module.warn)
-    try:
-        result = runner.run()
-    except RedbuttonError as exc:
-        module.fail_json(msg=str(exc))
-    module.exit_json(**result)
+    run_module(module, runner.run)
 
 
 if __name__ == '__main__':

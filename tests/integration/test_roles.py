@@ -216,3 +216,11 @@ def test_a_relative_artifact_is_found_where_ansible_playbook_runs(site, tmp_path
     assert 'src dist/app-v9.tar.gz was not found on the controller (not in %s, where ansible-playbook runs' % project in missing.output
     site.assert_state('v1', {'v1': 'ok'})
     assert site.release_dirs() == ['v1']
+
+
+def test_a_relative_root_is_refused_before_anything_is_written(site, tmp_path):
+    """redbutton_root=myroot would land wherever the module runs (on a local connection, the collection's playbooks/)."""
+    run = site.rollout('v1', '-e', 'redbutton_root=myroot', rc=2)
+    assert 'root myroot is a relative path: give the absolute path of the application root' in run.output, run
+    playbooks = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), 'playbooks')
+    assert not os.path.exists(os.path.join(playbooks, 'myroot')) and not os.path.exists(str(tmp_path / 'myroot'))

@@ -86,6 +86,8 @@ def test_flip_bad_flip_reverts_everywhere_previous(fleet):
     (['-e', 'redbutton_feature=new_checkout', '-e', 'redbutton_feature_state=on', '-e', 'redbutton_feature_reload=true',
       '-e', '{"redbutton_service": {"manager": "command", "action": "reload", "reload_command": "true", "timeout": "soon"}}'],
      'redbutton_service.timeout "soon" is not valid'),
+    (['-e', 'redbutton_feature=new_checkout', '-e', 'redbutton_feature_state=on', '-e', 'redbutton_feature_file=conf/features.json'],
+     'file conf/features.json is a relative path: give the absolute path'),
 ])
 def test_bad_settings_change_no_host(bare_fleet, extra, message):
     run = toggle(bare_fleet, *extra, rc=2)
@@ -117,8 +119,10 @@ def test_hanging_reload_is_stopped_and_the_toggle_put_back(fleet):
     # web1 was flipped, stopped in its reload and put back (its reload after the revert passed); web2 never changed.
     assert [(e['from'], e['to'], e.get('reason')) for e in events(fleet, 'web1')] == [(None, 'on', None), ('on', None, 'revert')]
     assert events(fleet, 'web2') == []
+    # The revert leaves a host the run never changed exactly as it was: no toggles file is written there.
+    assert not os.path.exists(os.path.join(fleet.sites['web2'].root, 'shared', 'features.json'))
+    assert 'slow_reload' not in toggles(fleet, 'web1')
     for name, site in fleet.sites.items():
-        assert 'slow_reload' not in toggles(fleet, name), name
         assert get(site.port, '/health') == (200, 'ok')
         assert site.served() == 'v1'
 
