@@ -29,7 +29,9 @@ import fcntl
 import json
 import os
 
+from ansible import context as ansible_context
 from ansible.module_utils.common.text.converters import to_text
+from ansible.parsing.splitter import parse_kv
 from ansible.plugins.loader import lookup_loader
 
 from ansible_collections.redbutton.deploy.plugins.action.release import ActionModule as ReleaseAction
@@ -45,6 +47,10 @@ from ansible_collections.redbutton.deploy.plugins.module_utils._runbook import (
 # The collection's template: <collection>/playbooks/templates/runbook.md.j2.
 DEFAULT_TEMPLATE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 'playbooks', 'templates', 'runbook.md.j2')
+# The variables a runbook command sets itself (after the run's own -e words, so they win there anyway), and those that
+# name this run and its operator, not the next one (a rollback run from the runbook is a run of its own, by whoever runs it).
+COMMAND_VARS = ('redbutton_release', 'redbutton_artifact', 'redbutton_artifact_checksum', 'redbutton_rollback_to',
+                'redbutton_run_id', 'redbutton_actor', 'redbutton_lock_owner')
 HOSTS_FILE = '.%s.hosts.json'  # beside the controller copy: the facts of each host of the run written so far
 
 
@@ -145,6 +151,7 @@ class ActionModule(ReleaseAction):
         raw = host_facts(plan, task_vars.get('inventory_hostname'), app=settings.get('app') or None,
                          artifact=args.get('src'), checksum=args.get('checksum'))
         context = dict(inventory=list(task_vars.get('ansible_inventory_sources') or []), extra=dict(settings.get('extra') or {}),
+                       cli_extra=_cli_extra(self._loader, set(settings.get('extra') or {}) | set(COMMAND_VARS)),
                        generated_at=datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None).isoformat() + 'Z')
         try:
             facts = build_runbook([raw], context)
@@ -187,6 +194,24 @@ class ActionModule(ReleaseAction):
         finally:
             os.close(handle)
         return markdown, twin
+
+
+def _cli_extra(loader, own):
+    """The -e words of this ansible-playbook run, for the runbook's commands to repeat: a vars file by its absolute path
+    (its values, secrets included, stay in the file), key=value and inline YAML/JSON without the variables each command
+    sets itself (own)."""
+    words = []
+    for raw in ansible_context.CLIARGS.get('extra_vars') or ():
+        raw = to_text(raw).strip()
+        if raw.startswith('@'):
+            words.append('@' + os.path.abspath(os.path.expanduser(raw[1:])))
+        elif raw[:1] in ('{', '['):
+            data = loader.load(raw)
+            if isinstance(data, dict) and any(name not in own for name in data):
+                words.append(json.dumps(dict((k, v) for k, v in data.items() if k not in own), sort_keys=True, default=str))
+        elif raw:
+            words.extend('%s=%s' % (k, v) for k, v in parse_kv(raw).items() if k not in own and k != '_raw_params')
+    return words
 
 
 def _template(settings):

@@ -426,6 +426,7 @@ def cmd_verify(args, out):
     check_root(args.root)
     settings = read_settings(args.root)
     params = transition_params(settings, args.root, 'verify', None, False, actor(), None)
+    params['baseline_name'] = args.baseline or 'auto'
     return run_transition(args, out, params, what='verify of %s' % args.root, check_mode=True)
 
 
@@ -514,9 +515,12 @@ def parser():
                                'rollback the default stays put)')
     rollback.add_argument('--yes', action='store_true', help='do not ask for confirmation (needed without a terminal)')
 
-    sub.add_parser('verify', help='run the health checks and the baseline comparison, changing nothing',
-                   description='Run the health checks the last rollout recorded and compare the host with the '
-                               'baseline recorded before the rollout that was undone last. Changes nothing.')
+    verify = sub.add_parser('verify', help='run the health checks and the baseline comparison, changing nothing',
+                            description='Run the health checks the last rollout recorded and compare the host with the '
+                                        'baseline recorded before the rollout that was undone last. Changes nothing.')
+    verify.add_argument('--baseline', metavar='NAME',
+                        help='the baseline to compare with (a file of <root>/.redbutton/baselines/, without .json; default: '
+                             'the one that describes the current release)')
     for command in sub.choices.values():
         command.add_argument('--json', action='store_true', help='print one JSON document instead of text')
     return main_parser

@@ -13,7 +13,8 @@ On the host (the engine, hidden option _plan of a rollout's stage step): ``plan_
 On the controller (the transition action plugin) the facts get host, app, artifact and checksum
 (given), and ``build_runbook`` makes the runbook's facts for the template and the JSON twin;
 ``merge_runbooks`` adds a host to the controller copy of the same run.
-Shared context: inventory (list of sources), extra (the -e values the commands repeat), generated_at.
+Shared context: inventory (list of sources), cli_extra (the run's own -e words, which every command repeats), extra
+(the -e values the commands set themselves), generated_at.
 
 Every sentence a template needs is derived here, from the plan, so the markdown and its JSON
 twin say the same thing. Stdlib only.
@@ -149,7 +150,11 @@ class HostPlan(object):
         return words
 
     def _extra(self, **more):
+        # The run's own -e values first (its vars files, its service and checks): the commands repeat the run, and the
+        # values each command sets itself come after them, so they win.
         words = []
+        for word in self.context.get('cli_extra') or []:
+            words += ['-e', word]
         values = dict(self.context.get('extra') or {})
         values.update(more)
         for name in sorted(values):

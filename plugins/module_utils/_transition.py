@@ -1162,7 +1162,7 @@ class Transition(object):
         if not name or not self.p['baseline']:
             self.compare = {'name': None, 'matched': None, 'differences': [], 'msg': (
                 'No baseline describes %s (baselines are recorded by a rollout before it switches away from a release): not '
-                'compared. Name one with -e redbutton_verify_baseline=NAME (see %s).'
+                'compared. Name one with -e redbutton_verify_baseline=NAME (on the host: redbutton verify --baseline NAME; see %s).'
                 % (self.current or 'the current release', os.path.join(state_dir(self.root), 'baselines')))}
             return 'skipped', self.compare['msg']
         from ansible_collections.redbutton.deploy.plugins.module_utils._baseline import Baseline

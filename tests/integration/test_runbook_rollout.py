@@ -7,6 +7,10 @@ nothing; a controller directory that cannot be written is a warning and the roll
 
 import json
 import os
+import subprocess
+import sys
+
+from conftest import EXAMPLES
 
 # Written by the engine just before its switch step (docs: DEVELOPERS.md, REDBUTTON_KILL_AT).
 DEAD = 'REDBUTTON_KILL_AT'
@@ -40,9 +44,12 @@ def test_a_rollout_writes_its_runbook_before_the_switch(site, tmp_path):
     assert json.loads((books / 'sample-v2.json').read_text()) == facts
     plan = facts['hosts']['localhost']
     # the real rollback command and the on-host one
+    # The run's own -e values come first (its vars file by its absolute path, the app's port and Python), without the
+    # values that named this run (its actor) or that the command sets itself (the release, the artifact, the root).
     rollback = plan['commands']['rollback']
-    assert rollback == ('ansible-playbook -i %s redbutton.deploy.rollback -e redbutton_app=sample -e redbutton_rollback_to=v1 '
-                        '-e redbutton_root=%s --limit localhost' % (site.inventory, site.root)), rollback
+    assert rollback == ('ansible-playbook -i %s redbutton.deploy.rollback -e @%s/sample-app.yml -e app_port=%d -e app_python=%s '
+                        '-e redbutton_runbook_dir=%s -e redbutton_app=sample -e redbutton_rollback_to=v1 -e redbutton_root=%s '
+                        '--limit localhost' % (site.inventory, EXAMPLES, site.port, sys.executable, books, site.root)), rollback
     assert rollback in markdown and '%s/.redbutton/bin/redbutton rollback' % site.root in markdown
     assert (plan['release_now'], plan['status_now'], plan['release'], plan['rollback_target']) == ('v1', 'ok', 'v2', 'v1')
     # the real checks and the baseline the stage step recorded (the same file the rollback compares with)
@@ -70,8 +77,16 @@ def test_a_rollout_writes_its_runbook_before_the_switch(site, tmp_path):
     again_plan = again_facts['hosts']['localhost']
     assert again_plan['staged_already'] and not plan['staged_already']
     for key in ('commands', 'checks', 'baseline', 'rollback_target', 'release_now', 'failures'):
-        assert again_plan[key] == plan[key], key
+        # (the commands repeat each run's own -e values: this run named another runbook directory)
+        assert again_plan[key] == json.loads(json.dumps(plan[key]).replace(str(books), '%s/books' % blocker)), key
     assert (books / 'sample-v2.md').read_text() == markdown  # the earlier controller copy is left as it was
+
+    # The runbook's rollback command, run as it is written (from another directory, in a shell): v1 serves again, restarted
+    # and checked with the app's own service and checks, not only switched.
+    subprocess.run(['bash', '-c', plan['commands']['rollback']], cwd=str(tmp_path / 'books'), check=True, capture_output=True,
+                   env=dict(site.env, PATH=os.path.dirname(sys.executable) + os.pathsep + site.env['PATH']))
+    site.assert_state('v1', {'v1': 'ok', 'v2': 'rolled_back'})
+    site.rollout('v2')
 
     # Check mode writes nothing, on the host or on the controller.
     dry = tmp_path / 'dry'

@@ -537,3 +537,18 @@ def test_a_press_loads_only_what_its_rollback_uses(tmp_path):
     assert utils + '_baseline' in loaded and utils + '_transition' in loaded
     unneeded = ['psycopg', 'tarfile', 'zipfile', 'ssl', 'sqlite3', utils + '_migrate', utils + '_feature', utils + '_button']
     assert not sorted(loaded & set(unneeded))
+
+
+def test_verify_compares_with_the_baseline_it_is_given(tmp_path, capsys, no_terminal):
+    """The verify of a release no baseline describes says how to name one; --baseline NAME does it on the host."""
+    root = engine_root(tmp_path)
+    code, out, err = press(capsys, '--root', root, 'verify', '--json')
+    assert code == 0, err
+    answer = json.loads(out)
+    assert answer['compare']['matched'] is None and 'redbutton verify --baseline NAME' in answer['compare']['msg']
+    before = ledger_bytes(root)
+    code, out, err = press(capsys, '--root', root, 'verify', '--baseline', 'before-v2', '--json')
+    answer = json.loads(out)
+    # before-v2 describes v1, and v2 is current: the comparison runs and names what differs (the release tree).
+    assert code == 1 and answer['compare']['name'] == 'before-v2' and answer['compare']['matched'] is False, (out, err)
+    assert ledger_bytes(root) == before
