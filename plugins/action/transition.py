@@ -102,7 +102,7 @@ class ActionModule(ReleaseAction):
             # Before the host is asked anything: the template, and the directory of the controller copy.
             try:
                 self._template = _template(settings)
-                self._directory = _directory(settings)
+                self._directory = _directory(settings, create=not ansible_context.CLIARGS.get('check'))
             except RunbookError as exc:
                 problems.append(to_text(exc))
             if problems and settings.get('on_error') == 'fail':
@@ -114,7 +114,8 @@ class ActionModule(ReleaseAction):
         answer = None
         try:
             answer = self._host_runbook(settings, plan, task_vars)
-            if self._directory:
+            # The runbook playbook plans in check mode on purpose (in_check_mode: write); a run with --check writes nothing.
+            if self._directory and not ansible_context.CLIARGS.get('check'):
                 answer['controller'], answer['controller_json'] = self._write_controller(
                     self._directory, settings.get('app'), answer['files']['release'], answer.pop('raw'), answer.pop('context'),
                     self._task.args.get('run_id') or json.dumps(controller_identity(os.getppid()), sort_keys=True), task_vars,
@@ -222,16 +223,24 @@ def _template(settings):
     return template
 
 
-def _directory(settings):
-    """The directory of the controller copy, made and proven writable; None without one."""
+def _directory(settings, create=True):
+    """The directory of the controller copy, made (or, with create False, only proven makeable) and proven writable;
+    None without one."""
     if not settings.get('dir'):
         return None
     # A relative directory starts where ansible-playbook runs (the workers inherit its working directory).
     directory = os.path.abspath(os.path.expanduser(settings['dir']))
     try:
+        existing = directory
         if not os.path.isdir(directory):
-            os.makedirs(directory, 0o755)
-        if not os.access(directory, os.W_OK | os.X_OK):
+            if create:
+                os.makedirs(directory, 0o755)
+            else:
+                while not os.path.exists(existing):
+                    existing = os.path.dirname(existing)
+                if not os.path.isdir(existing):
+                    raise OSError(errno.ENOTDIR, 'not a directory: %s' % existing)
+        if not os.access(existing, os.W_OK | os.X_OK):
             raise OSError(errno.EACCES, 'not writable')
     except OSError as exc:
         raise RunbookError(_unwritable(directory, exc))

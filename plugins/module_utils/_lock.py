@@ -130,6 +130,7 @@ class DeployLock(object):
         self.pid = pid or os.getpid()
         self.warn = warn or (lambda message: None)
         self._last_raw = None
+        self.predicted_owner = None  # check mode: the owner a takeover would have written
 
     # reading -----------------------------------------------------------------------------
     def read(self):
@@ -238,6 +239,7 @@ class DeployLock(object):
                 self.warn('taking over the deploy lock %s held by %s (%s)' % (self.path, describe_holder(holder), why))
                 record = self._record(owner, ttl, controller=controller)
                 if check_mode:
+                    self.predicted_owner = owner  # so this run's predicted release of it does not refuse
                     return True, record, holder
                 if self._take_over(self._last_raw, record):
                     return True, record, holder
@@ -342,7 +344,7 @@ class DeployLock(object):
             holder = {'owner': None}
         if holder is None:
             return False, None
-        if holder.get('owner') != owner and not force:
+        if holder.get('owner') != owner and not force and not (check_mode and self.predicted_owner == owner):
             raise RedbuttonError(
                 'deploy lock %s is held by %s, not by %r; it was left in place. Release it as its '
                 'owner, or with force: true if that run is dead' % (self.path, describe_holder(holder), owner))

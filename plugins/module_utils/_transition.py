@@ -881,6 +881,10 @@ class Transition(object):
         record = self.record
         if self.direction == 'rollout':
             folder = os.path.join(release_path(self.root, record['to']), self.migrations['path'])
+            if self.check_mode and not os.path.isdir(folder):
+                # The stage step only predicted the release: its migrations are not on the host to plan.
+                return 'skipped', ('would run the pending migrations of %s (not staged yet, so not planned in check mode; the '
+                                   'runbook playbook plans them)' % record['to'])
             known = record.get('migrate') or {}
 
             def write_down(plan):

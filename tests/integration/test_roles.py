@@ -136,6 +136,13 @@ def test_rehearse_needs_an_earlier_release(site):
     run = site.playbook('redbutton.deploy.rehearse', '-e', 'redbutton_release=v1', '-e', 'redbutton_artifact=%s' % path, rc=2)
     assert 'no earlier good release to roll back to' in run.output
     site.assert_state('v1', {'v1': 'ok'})
+    # Check mode cannot predict a rehearsal (each step starts from what the one before changed): refused, untouched.
+    before = site.ledger_bytes()
+    path, _checksum = site.artifacts['v2']
+    checked = site.playbook('redbutton.deploy.rehearse', '-e', 'redbutton_release=v2', '-e', 'redbutton_artifact=%s' % path,
+                            '--check', rc=2)
+    assert 'A rehearsal cannot run in check mode' in checked.output and 'Nothing was changed' in checked.output, checked
+    assert site.ledger_bytes() == before and site.release_dirs() == ['v1']
 
 
 def test_check_mode_predicts_and_changes_nothing(site):

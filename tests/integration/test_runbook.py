@@ -97,6 +97,10 @@ def test_first_rollout_runbook_and_default_directory(site, releases, sqlite_db, 
     """No release yet: nothing to roll back to, every migration pending; ./runbooks by default."""
     work = tmp_path / 'work'
     work.mkdir()
+    # --check: read and rendered, no file written anywhere (the playbook plans in check mode on purpose, not so the user's).
+    checked = runbook(site, releases, sqlite_db, 'v2', '--check', cwd=str(work))
+    assert 'not written on the controller (check mode)' in checked.output, checked
+    assert os.listdir(str(work)) == [] and not os.path.exists(site.root)
     runbook(site, releases, sqlite_db, 'v2', cwd=str(work))
     facts = json.loads((work / 'runbooks' / 'sample-v2.json').read_text())
     plan = facts['hosts']['localhost']

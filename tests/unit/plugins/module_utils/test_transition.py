@@ -1150,3 +1150,39 @@ def test_a_fault_nothing_foresaw_in_a_step_is_a_failed_step_that_the_automatic_r
     result = env.run(direction='auto_rollback')
     assert result['outcome'] == 'auto_rolled_back' and env.app.serves() == (200, 'v1')
     assert statuses(env.root) == {'v1': 'ok', 'v2': 'failed'}
+
+
+@pytest.mark.parametrize('direction', ['rollout', 'rollback'])
+def test_check_mode_after_a_killed_run_predicts_the_takeover_and_changes_nothing(env, direction):
+    """A run killed after its switch left its lock (expired) and its transition: --check of the next run predicts that it
+    takes the lock over and finishes or undoes, writing nothing; before, it failed on the lock it had not taken."""
+    env.rollout('v1')
+    params = env.params(direction='rollout', release='v2', src=env.archive('v2'), lock_ttl=1)
+    environ = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), REDBUTTON_KILL_AT='rollout:after:switch')
+    child = subprocess.run([sys.executable, '-c', CHILD, json.dumps(params)], env=environ, start_new_session=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, check=False)
+    assert child.returncode == -signal.SIGKILL, child.stderr
+    time.sleep(2.1)  # the dead run's lock expires (TTL 1 s, second resolution)
+    before = snapshot(env.root)
+    extra = {'release': 'v2', 'src': env.archive('v2')} if direction == 'rollout' else {}
+    predicted = env.run(check_mode=True, direction=direction, lock_owner='run-2', **extra)
+    assert predicted['changed'] and snapshot(env.root) == before and lock_holder(env.root) == 'run-1'
+    assert [w for w in env.host.warnings if 'taking over the deploy lock' in w]
+    done = env.run(direction=direction, lock_owner='run-2', **extra)
+    assert done['changed'] and lock_holder(env.root) is None
+    assert current_of(env.root) == ('v2' if direction == 'rollout' else 'v1')
+
+
+@pytest.mark.parametrize('staged', ['v1', None])
+def test_check_mode_of_a_rollout_with_migrations_whose_release_is_not_staged(env, staged):
+    """--check of a rollout with migrations, the new release not staged yet (on a fresh root too): it predicts the rollout
+    and says the migrations are not planned, instead of failing at migrate on a folder that is not there."""
+    if staged:
+        env.rollout(staged, files=SCHEMA_1, migrations=env.migrations())
+    before = snapshot(env.root) if staged else None
+    result = env.rollout('v2', files=SCHEMA_2, migrations=env.migrations(), check_mode=True)
+    assert result['changed'] and result['current'] == 'v2'
+    assert [(s['outcome'], s['msg']) for s in result['steps'] if s['name'] == 'migrate'] == [
+        ('skipped', 'would run the pending migrations of v2 (not staged yet, so not planned in check mode; the runbook '
+                    'playbook plans them)')]
+    assert (snapshot(env.root) == before) if staged else not os.path.exists(env.root)
