@@ -439,9 +439,14 @@ def plan_facts(engine):
                 for entry in engine.ledger.ordered() if not (created and entry['id'] == release)]
     migrations = dict(engine.migrations or {})
     migrations.pop('login_password', None)
+    now = stage.get('current_before')
+    if stage.get('up_to_date') and now == release:
+        # The release is current already: its runbook is the rollout's that made it current, whose rollback target is the
+        # release a default rollback goes back to (not "nothing to roll back to").
+        now = engine.ledger.previous(now, present=engine.rm.present)
     return dict(
         root=engine.root,
-        info=dict(exists=os.path.isdir(state_dir(engine.root)), current=stage.get('current_before'), releases=releases,
+        info=dict(exists=os.path.isdir(state_dir(engine.root)), current=now, releases=releases,
                   lock=_foreign_lock(engine)),
         stage=dict(release=release, created=created, up_to_date=bool(stage.get('up_to_date')), checksum=stage.get('checksum')),
         migrate=plan_migrations(engine, release) if engine.migrations else None,

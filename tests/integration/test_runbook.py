@@ -84,6 +84,15 @@ def test_runbook_of_a_release_with_a_migration(site, releases, sqlite_db, tmp_pa
     again['generated_at'] = facts['generated_at']
     assert differences(again, facts) == []
 
+    # Once v2 is rolled out, its runbook written again says what the rollout's said: roll back to v1.
+    deploy(site, releases, 'v2', sqlite_db)
+    runbook(site, releases, sqlite_db, 'v2', '-e', 'redbutton_runbook_dir=%s' % out)
+    current = json.loads(open(os.path.join(site.root, '.redbutton', 'runbooks', 'v2.json')).read())['hosts']['localhost']
+    assert (current['release_now'], current['rollback_target'], current['release']) == ('v1', 'v1', 'v2'), (current, site.ledger())
+    assert '-e redbutton_rollback_to=v1' in current['commands']['rollback']
+    assert current['database']['rollback_version'] == 1
+    assert 'Nothing to roll back to' not in (out / 'sample-v2.md').read_text()
+
 
 def differences(a, b, path=''):
     if isinstance(a, dict) and isinstance(b, dict):
