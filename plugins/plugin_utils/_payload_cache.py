@@ -21,6 +21,10 @@ What makes it safe:
   bytes), and the files of the module_utils directories the configuration adds (name, size, time).
   Another ansible-core or a changed file is another key: an old payload is never used for new code.
   The collection's modules import nothing else (a unit test keeps it so).
+- ansible-core builds a payload once per run and reuses it for the rest of the run: the key of the code
+  it was built from is noted in the run's directory before the first call, and a payload is kept only
+  when that key is still the key of the code when it is kept. A run during which the collection changed
+  (an upgrade, an edit) keeps nothing: it never files the payload of the old code under the new key.
 - Each kept file starts with the sha256 of the rest and is written to a temporary name, then
   renamed: a run killed while keeping leaves no half file, and a damaged one is removed and built
   again.
@@ -128,11 +132,21 @@ class PayloadCache(object):
             return None
         return self.top
 
+    def _marker(self):
+        return os.path.join(self.run_dir, '.redbutton-%s.key' % self.short)
+
     def seed(self):
         """Put a kept payload into this run's directory, unless ansible-core has one there already."""
-        if self.fqn is None or self._private_top(create=False) is None:
+        if self.fqn is None:
             return False
-        self.dir = os.path.join(self.top, self.key())
+        key = self.key()
+        if not os.path.exists(self._marker()):
+            # The first call of this module in this run: the payload it seeds or ansible-core builds is of this code.
+            os.makedirs(self.run_dir, exist_ok=True)
+            _write_atomic(self._marker(), key.encode('ascii'))
+        if self._private_top(create=False) is None:
+            return False
+        self.dir = os.path.join(self.top, key)
         used = False
         for path in glob.glob(os.path.join(glob.escape(self.dir), glob.escape(self.fqn) + '-*')):
             name = os.path.basename(path)
@@ -163,7 +177,17 @@ class PayloadCache(object):
                  if not path.endswith(('.lock', '-part'))]
         if not built or self._private_top(create=True) is None:
             return False
-        self.dir = self.dir or os.path.join(self.top, self.key())
+        key = self.key()
+        try:
+            with open(self._marker(), 'rb') as handle:
+                built_from = handle.read().decode('ascii', 'replace')
+        except OSError:
+            built_from = None
+        if built_from != key:
+            display.vvv('redbutton.deploy: the payload of %s is not kept: the collection or ansible-core changed during this '
+                        'run (the payload is of the code of key %s, the code is now %s)' % (self.fqn, built_from, key))
+            return False
+        self.dir = os.path.join(self.top, key)
         kept = False
         for path in built:
             dest = os.path.join(self.dir, os.path.basename(path))

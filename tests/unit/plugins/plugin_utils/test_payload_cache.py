@@ -44,6 +44,7 @@ module_utils_internal.is_controller = MODULE_SIDE
 FQN = 'ansible_collections.acme.web.plugins.modules.transition'
 NAME = FQN + '-ZIP_DEFLATED-none'
 PAYLOAD = b'PK\x03\x04 the zipped module and its module_utils'
+MARKER = '.redbutton-transition.key'
 
 
 @pytest.fixture(autouse=True)
@@ -77,9 +78,12 @@ def world(tmp_path):
             """A new run: its own DEFAULT_LOCAL_TMP, with the payload ansible-core built in it, if any."""
             run_tmp = local_temp / ('ansible-local-%d' % next(runs))
             (run_tmp / 'ansiballz_cache').mkdir(parents=True)
+            cache = PayloadCache('transition', run_tmp=str(run_tmp), collection=str(collection))
             if built is not None:
+                # As in a run: the first call noted the key of the code (seed), then ansible-core built the payload.
+                (run_tmp / 'ansiballz_cache' / MARKER).write_text(cache.key())
                 (run_tmp / 'ansiballz_cache' / NAME).write_bytes(built)
-            return PayloadCache('transition', run_tmp=str(run_tmp), collection=str(collection)), run_tmp / 'ansiballz_cache'
+            return cache, run_tmp / 'ansiballz_cache'
     return World
 
 
@@ -96,7 +100,7 @@ def test_a_payload_kept_by_one_run_is_what_the_next_run_finds(world):
     second, run_dir = world.run()
     assert second.seed() is True
     assert (run_dir / NAME).read_bytes() == PAYLOAD
-    assert sorted(os.listdir(str(run_dir))) == [NAME]  # no temporary file left
+    assert sorted(os.listdir(str(run_dir))) == [MARKER, NAME]  # no temporary file left
     assert second.keep() is False  # it is kept already
 
 
@@ -129,7 +133,7 @@ def test_other_code_is_another_key_and_finds_nothing(world, monkeypatch, tmp_pat
     cache, run_dir = world.run()
     assert cache.key() != before
     assert cache.seed() is False
-    assert os.listdir(str(run_dir)) == []
+    assert os.listdir(str(run_dir)) == [MARKER]  # only the key of the code this run calls, no payload
 
 
 def test_the_same_code_is_the_same_key(world):
@@ -150,7 +154,7 @@ def test_a_damaged_kept_payload_is_removed_and_never_used(world, damage):
     kept_file.write_bytes({'flipped byte': data[:-1] + b'?', 'cut short': data[:70], 'no header': PAYLOAD}[damage])
     cache, run_dir = world.run()
     assert cache.seed() is False
-    assert os.listdir(str(run_dir)) == []
+    assert os.listdir(str(run_dir)) == [MARKER]  # only the key of the code this run calls, no payload
     assert not kept_file.exists()
     # The run builds it again and keeps it whole.
     again, dummy = world.run(PAYLOAD)
@@ -180,7 +184,7 @@ def test_a_directory_others_may_write_is_not_used(world, tmp_path, how):
         world.top.symlink_to(moved)
     cache, run_dir = world.run()
     assert cache.seed() is False
-    assert os.listdir(str(run_dir)) == []
+    assert os.listdir(str(run_dir)) == [MARKER]  # only the key of the code this run calls, no payload
     mine, dummy = world.run(b'other bytes')
     assert mine.keep() is False
     assert (world.top / key / NAME).read_bytes().endswith(PAYLOAD)
@@ -223,6 +227,7 @@ def test_the_modules_of_a_run_never_push_each_other_out(world, tmp_path):
         (run_tmp / 'ansiballz_cache').mkdir(parents=True)
         cache = PayloadCache(short, run_tmp=str(run_tmp), collection=str(world.root))
         if built is not None:
+            (run_tmp / 'ansiballz_cache' / ('.redbutton-%s.key' % short)).write_text(cache.key())
             (run_tmp / 'ansiballz_cache' / (cache.fqn + '-ZIP_DEFLATED-none')).write_bytes(built)
         return cache, run_tmp / 'ansiballz_cache'
     for short in shorts:
@@ -405,3 +410,19 @@ def test_a_payload_this_python_cannot_compile_is_kept_as_built(world):
     assert cache.keep() is True
     assert (run_dir / NAME).read_bytes() == payload
     assert (world.top / cache.key() / NAME).read_bytes().split(b'\n', 1)[1] == payload
+
+
+def test_a_run_during_which_the_code_changed_keeps_nothing(world):
+    """ansible-core builds the payload once per run and reuses it: when the collection changes during the run (an upgrade,
+    an edit), the payload it built is of the old code, and must not be kept under the key of the new code."""
+    cache, run_dir = world.run()
+    assert cache.seed() is False and (run_dir / MARKER).read_text() == cache.key()
+    (run_dir / NAME).write_bytes(b'built from ENGINE = 1')  # ansible-core builds it, from the code as it is now
+    (world.root / 'plugins' / 'module_utils' / '_engine.py').write_text('ENGINE = 2\n')
+    later = PayloadCache('transition', run_tmp=str(run_dir.parent), collection=str(world.root))  # a later call of the run
+    assert later.seed() is False and later.keep() is False
+    assert not world.top.exists() or os.listdir(str(world.top)) == []
+    # The next run, of the new code, builds and keeps its own.
+    fresh, dummy = world.run(b'built from ENGINE = 2')
+    assert fresh.seed() is False and fresh.keep() is True
+    assert (world.top / fresh.key() / NAME).read_bytes().endswith(b'built from ENGINE = 2')
