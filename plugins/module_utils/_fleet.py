@@ -83,7 +83,10 @@ def serial_of(waves=None, serial=None):
 def _number(value):
     if isinstance(value, bool):
         raise ValueError(value)
-    return float(value)
+    number = float(value)
+    if math.isnan(number) or math.isinf(number):
+        raise ValueError(value)  # "nan" would pass every comparison, "inf" every maximum
+    return number
 
 
 def gate_problems(gates, pause=0, inventory=None):

@@ -364,9 +364,12 @@ class Transition(object):
         if positions and positions != list(range(positions[0], positions[0] + len(positions))):
             raise RedbuttonError('steps %s are not consecutive steps of a %s (%s): a call runs a slice of them'
                                  % (', '.join(self.plan), self.direction, ', '.join(order)))
-        for key in ('health_retries', 'health_delay', 'health_timeout', 'keep'):
-            if p.get(key) is not None and int(p[key]) < 0:
-                raise RedbuttonError('%s %r is not valid: give 0 or more' % (key, p[key]))
+        # (The playbooks' variables in brackets: redbutton_<name>.) A day is more than any check or restart may take.
+        for key, var, most in (('health_retries', 'redbutton_health_retries', 1000), ('health_delay', 'redbutton_health_delay', 86400),
+                               ('health_timeout', 'redbutton_health_timeout', 86400), ('keep', 'redbutton_keep_releases', 100000),
+                               ('lock_ttl', 'redbutton_lock_ttl', 10 * 366 * 86400)):
+            if p.get(key) is not None and not 0 <= int(p[key]) <= most:
+                raise RedbuttonError('%s %r (%s) is not valid: give a number from 0 to %d' % (key, p[key], var, most))
         if self.direction == 'rollout' and 'stage' in self.plan and not p.get('src') and not p.get('_probe') and not p.get('release'):
             raise RedbuttonError('the stage step needs src (the artifact) or release (an id already staged)')
 

@@ -93,6 +93,11 @@ def test_good_gates():
      'redbutton_gates item 1 (errors): a metric gate needs exactly one of url'),
     ({'name': 'errors', 'kind': 'metric', 'command': 'echo 1', 'max': 'low'},
      'redbutton_gates item 1 (errors): max "low" is not a number.'),
+    # "nan" passed every comparison (the gate could never fail), "inf" every maximum.
+    ({'name': 'errors', 'kind': 'metric', 'command': 'echo 999', 'max': 'nan'},
+     'redbutton_gates item 1 (errors): max "nan" is not a number.'),
+    ({'name': 'errors', 'kind': 'metric', 'command': 'echo 999', 'min': '-inf'},
+     'redbutton_gates item 1 (errors): min "-inf" is not a number.'),
     ({'name': 'home', 'kind': 'http'}, 'redbutton_gates item 1 (home): an http gate needs url.'),
     ({'name': 'home', 'kind': 'http', 'url': 'http://x/', 'max': 1},
      'redbutton_gates item 1 (home): max is not valid for a http gate: the keys are name, kind, run_on'),

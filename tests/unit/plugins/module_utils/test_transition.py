@@ -1095,7 +1095,10 @@ def test_verify_of_an_expected_release_that_is_not_current(env):
     ({'migrations': {'database': '/tmp/x.db', 'path': '../up'}}, 'redbutton_migrations.path ../up must be relative'),
     ({'migrations': {'path': 'migrations'}}, 'redbutton_migrations needs database'),
     ({'steps': ['stage', 'deploy']}, 'steps deploy are not valid'),
-    ({'health_retries': -1}, 'health_retries -1 is not valid'),
+    ({'health_retries': -1}, 'health_retries -1 (redbutton_health_retries) is not valid: give a number from 0 to 1000'),
+    ({'keep': -1}, 'keep -1 (redbutton_keep_releases) is not valid'),
+    ({'lock_ttl': 99999999999999}, 'lock_ttl 99999999999999 (redbutton_lock_ttl) is not valid'),
+    ({'health_timeout': 99999999999999}, 'health_timeout 99999999999999 (redbutton_health_timeout) is not valid'),
     # Values that would fail only after the switch (a regex that does not compile, a status that is not a number, a
     # command with an open quote): refused before any change, naming the check and the key.
     ({'health_checks': [{'name': 'home', 'url': 'http://127.0.0.1/', 'body_regex': '^ok('}]}, "item 'home': body_regex '^ok('"),
