@@ -19,6 +19,7 @@ __metaclass__ = type
 import os
 import shutil
 import tempfile
+import time
 import uuid
 
 from ansible_collections.redbutton.deploy.plugins.module_utils._archive import (
@@ -55,6 +56,7 @@ SHARED_DIR = 'shared'
 CURRENT_LINK = 'current'
 STAGING_PREFIX = '.staging-'
 TRASH_PREFIX = '.trash-'
+LEFTOVER_AGE = 3600  # seconds: a leftover of a killed run, not the work of a call going on now
 # releases/.pending-<id>: a staged tree is being moved into place and is not in the ledger yet. A run
 # killed in between leaves it; the next run knows the unrecorded releases/<id> is its own and replaces it.
 PENDING_PREFIX = '.pending-'
@@ -417,6 +419,7 @@ class ReleaseManager(object):
 
         self._acquire_lock()
         try:
+            self._sweep_leftovers()
             release_id = self._act(state, release_id)
             self._save()
             entry = self.ledger.get(release_id) if release_id else None
@@ -590,6 +593,22 @@ class ReleaseManager(object):
             shutil.rmtree(staging, ignore_errors=True)
             raise
         return staging, content
+
+    def _sweep_leftovers(self):
+        """Remove the .staging- and .trash- directories of releases/ that runs killed while extracting or pruning left
+        (no later run reads them; they only take space). Only under the deploy lock, and only those untouched for
+        LEFTOVER_AGE seconds, so a call that extracts without the lock is never cut short."""
+        base = releases_dir(self.root)
+        if not self.locked or self.check_mode or not os.path.isdir(base):
+            return
+        for name in os.listdir(base):
+            path = os.path.join(base, name)
+            try:
+                old = time.time() - os.lstat(path).st_mtime > LEFTOVER_AGE
+            except OSError:
+                continue
+            if name.startswith((STAGING_PREFIX, TRASH_PREFIX)) and old:
+                shutil.rmtree(path, ignore_errors=True)
 
     def _pending_marker(self, release_id):
         return os.path.join(releases_dir(self.root), PENDING_PREFIX + release_id)

@@ -10,6 +10,7 @@ __metaclass__ = type
 
 import json
 import os
+import time
 
 import pytest
 
@@ -685,3 +686,20 @@ def test_release_info_reports_a_damaged_lock_instead_of_failing(app, tmp_path):
         handle.write('garbage')
     info = ReleaseInfo(str(app)).run()
     assert info['current'] == 'v1' and 'is not a redbutton lock' in info['lock']['error']
+
+
+def test_leftovers_of_killed_runs_are_swept_under_the_lock(app, tmp_path):
+    """A .staging- directory (killed while extracting) and a .trash- one (killed while pruning), an hour old, are removed
+    by the next call that holds the deploy lock; newer ones (a call extracting without the lock) and other names stay."""
+    run(app, release='v1', src=version_tar(tmp_path, 'v1'), state='active', lock_owner='run-1', unlock=True)
+    releases = app / 'releases'
+    names = ['.staging-v2-abc', '.trash-v0-1234', '.staging-v3-new', 'notes']
+    for name in names:
+        (releases / name).mkdir()
+        (releases / name / 'file').write_text('x' * 4096)
+    for name in names[:2] + names[3:]:
+        os.utime(str(releases / name), (time.time() - 7200, time.time() - 7200))
+    run(app, release='v2', src=version_tar(tmp_path, 'v2'), state='active')  # no lock: nothing swept
+    assert all((releases / name).exists() for name in names)
+    run(app, release='v3', src=version_tar(tmp_path, 'v3'), state='active', lock_owner='run-2', unlock=True)
+    assert sorted(os.listdir(str(releases))) == ['.staging-v3-new', 'notes', 'v1', 'v2', 'v3']
