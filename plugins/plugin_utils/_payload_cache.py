@@ -69,6 +69,8 @@ from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action.normal import ActionModule as NormalAction
 from ansible.utils.display import Display
 
+from ansible_collections.redbutton.deploy.plugins.plugin_utils._host_names import name_the_host
+
 display = Display()
 
 KEEP = 3
@@ -317,12 +319,14 @@ def kept(short):
 
 
 class KeepsPayload(object):
-    """Mixin of this collection's action plugins: each module call inside ``kept()``."""
+    """Mixin of this collection's action plugins: each module call inside ``kept()``; its message worded
+    as the controller knows the host (``_host_names``)."""
 
     def _execute_module(self, *args, **kwargs):  # pylint: disable=arguments-differ
         name = kwargs.get('module_name') or self._task.resolved_action or self._task.action
         with kept(name.rsplit('.', 1)[-1]):
-            return super(KeepsPayload, self)._execute_module(*args, **kwargs)
+            result = super(KeepsPayload, self)._execute_module(*args, **kwargs)
+        return name_the_host(result, kwargs.get('task_vars'))
 
 
 class KeptAction(KeepsPayload, NormalAction):

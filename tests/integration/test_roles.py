@@ -71,6 +71,9 @@ def test_lock_held_by_someone_else_stops_the_rollout(site):
     before = site.ledger_bytes()
     run = site.rollout('v2', rc=2)
     assert 'alice' in run.output
+    # The takeover command runs as written: the run's inventory and the host's inventory name (not the machine's).
+    assert "take the lock over with: ansible -i %s localhost -m redbutton.deploy.lock -a 'root=%s state=absent force=true'" \
+        % (site.inventory, site.root) in run.output, run
     assert site.release_dirs() == ['v1']
     assert site.ledger_bytes() == before
     assert site.served() == 'v1'
