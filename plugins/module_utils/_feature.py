@@ -494,8 +494,10 @@ class FeatureRunner(object):
             return self._query(store, name, file, fmt)
         lock = None
         owner = p.get('lock_owner') or p.get('run_id') or 'feature-%d' % os.getpid()
-        if wanted == 'previous' and p.get('only_run_id') and run_change(Ledger(root, now=self.now).load(), name, p['only_run_id']) is None:
-            return self._change(store, wanted, name, file, fmt)  # that run never changed this host: no lock, no write
+        if wanted == 'previous' and p.get('only_run_id'):
+            ledger = Ledger(root, now=self.now).load()
+            if run_change(ledger, name, p['only_run_id']) is None:
+                return self._change(store, wanted, name, file, fmt, ledger)  # that run never changed this host: no lock, no write
         if not self.check_mode:
             lock = self.lock or DeployLock(root, warn=self.warn)
             taken, _holder, _before = lock.acquire(owner, timeout=p.get('lock_timeout', DEFAULT_LOCK_TIMEOUT),
@@ -524,9 +526,9 @@ class FeatureRunner(object):
             result['msg'] = '%d toggles under %s' % (len(view), self.params['root'])
         return result
 
-    def _change(self, store, wanted, name, file, fmt):
+    def _change(self, store, wanted, name, file, fmt, ledger=None):
         p = self.params
-        ledger = Ledger(p['root'], now=self.now).load()
+        ledger = Ledger(p['root'], now=self.now).load() if ledger is None else ledger
         before, warnings = prepare_app_file(store, file, fmt, force=p.get('force'), warn=self.warn)
         old = store.toggles.get(name, {}).get('value') if name in store.toggles else None
         undoes = None

@@ -602,13 +602,14 @@ class ReleaseManager(object):
         if not self.locked or self.check_mode or not os.path.isdir(base):
             return
         for name in os.listdir(base):
+            if not name.startswith((STAGING_PREFIX, TRASH_PREFIX)):
+                continue
             path = os.path.join(base, name)
             try:
-                old = time.time() - os.lstat(path).st_mtime > LEFTOVER_AGE
+                if time.time() - os.lstat(path).st_mtime > LEFTOVER_AGE:
+                    shutil.rmtree(path, ignore_errors=True)
             except OSError:
                 continue
-            if name.startswith((STAGING_PREFIX, TRASH_PREFIX)) and old:
-                shutil.rmtree(path, ignore_errors=True)
 
     def _pending_marker(self, release_id):
         return os.path.join(releases_dir(self.root), PENDING_PREFIX + release_id)
@@ -701,9 +702,7 @@ class ReleaseManager(object):
                 self._switch(release_id)
             if self.after_switch is not None:
                 self.after_switch()  # the transition engine's kill point between the rename and the ledger's write
-        self.ledger.activate(release_id, old, actor=self._actor(), reason=self._reason())
-        if old and self.params.get('previous_status') and self.ledger.get(old) is not None:
-            self.ledger.set_status(old, self.params['previous_status'], actor=self._actor(), reason=self._reason())
+        self.record_switch(release_id, old)
         try:
             self._save()
         except BaseException:
@@ -713,6 +712,14 @@ class ReleaseManager(object):
         self.current = release_id
         self.changed = True
         return True
+
+    def record_switch(self, release_id, old):
+        """Write down in the ledger (not saved yet) that current went from old to release_id; old gets
+        params['previous_status'] when one is set. Also the transition engine's, for a switch whose run was
+        killed after the rename, before the ledger's write."""
+        self.ledger.activate(release_id, old, actor=self._actor(), reason=self._reason())
+        if old and self.params.get('previous_status') and self.ledger.get(old) is not None:
+            self.ledger.set_status(old, self.params['previous_status'], actor=self._actor(), reason=self._reason())
 
     def _switch_back(self, old):
         """The ledger could not record a switch: point current back where the ledger says it is."""

@@ -830,29 +830,27 @@ class Transition(object):
                 self.ledger.set_status(record['from'], 'failed', actor=self.p.get('actor'), reason='rollout')
                 return 'changed', '%s stays current, marked failed' % record['from']
         target = record['to']
-        if self.current == target:
-            last = self.ledger.data.get('last_switch') or {}
-            if record.get('from') not in (None, target) and 'switch' not in record['done'] and last.get('to') != target:
-                # A run killed between the rename of current and the ledger's write: the symlink is the truth. Record
-                # the switch it made, so the restart, the statuses and the next rollback's target follow it.
-                old, actor = record['from'], self.p.get('actor')
-                previous_status = self._previous_status(old)
-                self.ledger.activate(target, old, actor=actor, reason=self.direction)
-                if previous_status and self.ledger.get(old) is not None:
-                    self.ledger.set_status(old, previous_status, actor=actor, reason=self.direction)
-                self.rm.save()
-                self._declare_toggles(target)
-                return 'changed', ('current was switched from %s to %s by a run stopped before the ledger recorded it: recorded now'
-                                   % (old, target))
+        # A run killed between the rename of current and the ledger's write left the switch unrecorded: the symlink is
+        # the truth. Its switch is written down here, so the restart, the statuses and the next rollback follow it.
+        unrecorded = (self.current == target and record.get('from') not in (None, target) and 'switch' not in record['done']
+                      and (self.ledger.data.get('last_switch') or {}).get('to') != target)
+        if self.current == target and not unrecorded:
             self._declare_toggles(target)  # a run killed right after the switch may not have declared them
             return 'ok', '%s is already current' % target
-        self.rm.params.update(reason=self.direction, force=False, previous_status=self._previous_status(self.current))
-        self.rm.after_switch = lambda: self._kill_point('during', 'switch')
-        self.rm._activate(target)
+        old = record['from'] if unrecorded else self.current
+        self.rm.params.update(reason=self.direction, force=False, previous_status=self._previous_status(old))
+        if unrecorded:
+            self.rm.record_switch(target, old)
+            self.rm.save()
+        else:
+            self.rm.after_switch = lambda: self._kill_point('during', 'switch')
+            self.rm._activate(target)
         self.rm.params['previous_status'] = None
         toggles = self._declare_toggles(target)
-        return 'changed', 'current switched from %s to %s%s' % (
-            record['from'], target, ('; new toggles at their defaults: %s' % ', '.join(toggles['added'])) if toggles['added'] else '')
+        return 'changed', '%s from %s to %s%s' % (
+            'current had been switched by a run stopped before the ledger recorded it, recorded now:' if unrecorded
+            else 'current switched', record['from'], target,
+            ('; new toggles at their defaults: %s' % ', '.join(toggles['added'])) if toggles['added'] else '')
 
     def _previous_status(self, old):
         """The status the release switched away from gets."""
